@@ -1,0 +1,49 @@
+# Keyfob: `make run` serves the app in development, `make test` runs the whole suite.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run serve test lint migrate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamp files re-run the install whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: $(VENV)/.installed
+	KEYFOB_ENV=$${KEYFOB_ENV:-development} $(BIN)/flask --app wsgi db upgrade
+	KEYFOB_ENV=$${KEYFOB_ENV:-development} $(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+
+# Production server: gunicorn with gunicorn.conf.py (KEYFOB_BIND, WEB_CONCURRENCY).
+serve: $(VENV)/.installed
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+migrate: $(VENV)/.installed
+	KEYFOB_ENV=$${KEYFOB_ENV:-development} $(BIN)/flask --app wsgi db upgrade
+
+# Throughput ratios under gunicorn (2 workers) on loopback, measured with wrk (apt-get install wrk); a report, not
+# a test. Results and how to read them: docs/performance.md.
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py
+
+test: $(VENV)/.installed-test lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -1,0 +1,111 @@
+"""Keyfob: self-hosted API key management. `create_app()` builds the whole application."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import ROOT, ConfigError, load_settings, read_environment
+from app.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment (and `.env`), with `config` overriding both. Raises ConfigError."""
+    settings = load_settings(read_environment(os.environ, Path.cwd() / ".env"), config)
+    app = Flask(
+        __name__,
+        instance_path=settings["INSTANCE_PATH"],
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(settings)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    _init_database(app)
+    _init_accounts(app)
+    _init_keys(app)
+    csrf.init_app(app)
+
+    from app.errors import init_error_handlers
+    from app.security_headers import init_security_headers
+    from app.templating import init_templating
+
+    init_error_handlers(app)
+    init_security_headers(app)
+    init_templating(app)
+
+    from app import api, auth, health
+    from app.accounts.cli import users_cli
+    from app.keys.cli import keys_cli
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(api.bp)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(keys_cli)
+    return app
+
+
+def _init_database(app: Flask) -> None:
+    from app.database import engine_options, tune_sqlite
+
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
+    try:
+        db.init_app(app)
+    except (ArgumentError, NoSuchModuleError, ImportError) as error:
+        raise ConfigError(f"DATABASE_URL cannot be used: {error}") from None
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    with app.app_context():
+        tune_sqlite(db.engine)
+
+    # Importing the models registers their tables with the metadata (for migrations and the drift test).
+    import app.accounts.models  # noqa: F401
+    import app.audit.models  # noqa: F401
+    import app.keys.models  # noqa: F401
+
+
+def _init_accounts(app: Flask) -> None:
+    from app.accounts.passwords import PasswordHasher
+    from app.accounts.throttle import LoginThrottle
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Log in to see that page."
+    login_manager.login_message_category = "info"
+    app.extensions["keyfob.password_hasher"] = PasswordHasher(
+        time_cost=app.config["PASSWORD_HASH_TIME_COST"],
+        memory_cost=app.config["PASSWORD_HASH_MEMORY_KIB"],
+        parallelism=app.config["PASSWORD_HASH_PARALLELISM"],
+    )
+    try:
+        app.extensions["keyfob.ratelimit_storage"] = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
+    except ConfigurationError as error:
+        raise ConfigError(f"RATELIMIT_STORAGE_URI cannot be used: {error}") from None
+    app.extensions["keyfob.login_throttle"] = LoginThrottle(
+        app.extensions["keyfob.ratelimit_storage"],
+        app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
+        app.config["LOGIN_THROTTLE_PER_IP"],
+    )
+
+
+def _init_keys(app: Flask) -> None:
+    from app.keys.ratelimit import KeyRateLimiter
+    from app.keys.service import KeySettings
+    from app.keys.usage import UsageBuffer
+
+    app.extensions["keyfob.keys"] = KeySettings.from_config(app.config)
+    app.extensions["keyfob.key_limiter"] = KeyRateLimiter(app.extensions["keyfob.ratelimit_storage"],
+                                                          app.config["KEY_SUSPEND_AFTER"])
+    app.extensions["keyfob.usage"] = UsageBuffer(app, app.config["USAGE_FLUSH_SECONDS"])

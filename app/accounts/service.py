@@ -1,0 +1,97 @@
+"""Account operations shared by the web forms and the CLI."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.accounts.models import User, new_session_nonce
+from app.accounts.passwords import PasswordHasher, password_problem
+from app.database import utcnow
+from app.extensions import db
+
+
+class AccountError(ValueError):
+    """A request about an account that cannot be carried out; `field` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def hasher() -> PasswordHasher:
+    return current_app.extensions["keyfob.password_hasher"]
+
+
+def normalise_email(email: str) -> str:
+    """The canonical form we store and look up: trimmed, syntax-checked, and lower-cased whole.
+
+    Lower-casing the local part is not what RFC 5321 says, but no real provider treats case as significant,
+    and two accounts differing only in case would be a support nightmare.
+    """
+    try:
+        checked = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise AccountError("email", str(error)) from None
+    return checked.normalized.lower()
+
+
+def find_user(email: str) -> User | None:
+    try:
+        email = normalise_email(email)
+    except AccountError:
+        return None
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def create_user(email: str, password: str, *, is_admin: bool = False) -> User:
+    """Create an account, or raise AccountError naming the field at fault. Commits."""
+    email = normalise_email(email)
+    problem = password_problem(password, email)
+    if problem:
+        raise AccountError("password", problem)
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AccountError("email", "An account with this email address already exists.")
+    user = User(email=email, password_hash=hasher().hash(password), is_admin=is_admin)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this email and password, or None. Runs the password hash exactly once either way.
+
+    On success it records the login time and re-hashes the password when the deployment's Argon2 parameters
+    have changed since it was stored.
+    """
+    user = find_user(email)
+    stored = user.password_hash if user is not None and user.is_active else None
+    if not hasher().verify(stored, password):
+        return None
+    assert user is not None  # verify() is never true without a stored hash
+    if hasher().needs_rehash(user.password_hash):
+        user.password_hash = hasher().hash(password)
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Invalidate every session cookie issued to this user so far. Commits."""
+    user.session_nonce = new_session_nonce()
+    db.session.commit()
+
+
+def set_admin(user: User, is_admin: bool) -> None:
+    user.is_admin = is_admin
+    db.session.commit()
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.created_at, User.id)))
+
+
+def count_users() -> int:
+    return db.session.scalar(select(func.count(User.id))) or 0

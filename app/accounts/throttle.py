@@ -1,0 +1,40 @@
+"""Failed-login throttling per account and per client IP, in moving windows (no permanent lockout)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import limits
+from limits.storage import Storage
+from limits.strategies import MovingWindowRateLimiter
+
+NAMESPACE = "login-failures"
+
+
+class LoginThrottle:
+    def __init__(self, storage: Storage, per_account: str, per_ip: str) -> None:
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._rules = (("account", limits.parse(per_account)), ("ip", limits.parse(per_ip)))
+
+    def _keys(self, email: str, ip: str) -> dict[str, str]:
+        return {"account": email, "ip": ip}
+
+    def retry_after(self, email: str, ip: str) -> int:
+        """Seconds until another attempt is allowed for this email and IP; 0 when it is allowed now."""
+        keys = self._keys(email, ip)
+        wait = 0.0
+        for kind, rule in self._rules:
+            if not self._limiter.test(rule, NAMESPACE, kind, keys[kind]):
+                reset = self._limiter.get_window_stats(rule, NAMESPACE, kind, keys[kind]).reset_time
+                wait = max(wait, reset - time.time())
+        return max(1, math.ceil(wait)) if wait > 0 else 0
+
+    def record_failure(self, email: str, ip: str) -> None:
+        keys = self._keys(email, ip)
+        for kind, rule in self._rules:
+            self._limiter.hit(rule, NAMESPACE, kind, keys[kind])
+
+    def record_success(self, email: str) -> None:
+        """A correct password clears the account's failures (the IP's stay: one IP may try many accounts)."""
+        self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)

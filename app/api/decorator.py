@@ -1,0 +1,96 @@
+"""`@require_api_key(...)`: guard any Flask route with an API key sent as `Authorization: Bearer <key>`.
+
+Several scopes mean all of them: `@require_api_key("read:data", "write:data")` needs a key holding both. With no
+scope, any valid key passes. On success the view finds the key in `g.api_key` and its owner in `g.api_owner`
+(None for the static service key). Refusals follow RFC 6750 with Keyfob's JSON error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from flask import after_this_request, g, request
+
+from app.errors import error_response
+from app.keys import service
+from app.keys.ratelimit import RateLimitState
+from app.keys.service import Outcome
+
+REALM = 'Bearer realm="keyfob"'
+# Names under which clients tend to put a key in a URL, where proxies, logs and browser history would keep it.
+KEY_QUERY_PARAMETERS = ("api_key", "apikey", "key", "access_token", "token")
+INVALID_KEY_MESSAGE = "The API key is not valid: it may be mistyped, expired, revoked, disabled or suspended."
+INVALID = {Outcome.MALFORMED, Outcome.NOT_FOUND, Outcome.EXPIRED, Outcome.REVOKED, Outcome.DISABLED,
+           Outcome.SUSPENDED}
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer` header, or None when there is none."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def rate_limit_headers(state: RateLimitState) -> dict[str, str]:
+    """The IETF RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers)."""
+    return {
+        "RateLimit-Policy": f'"per-key";q={state.limit};w={state.window}',
+        "RateLimit": f'"per-key";r={state.remaining};t={state.reset}',
+    }
+
+
+def refusal(result: service.Verification):
+    """The response for a failed verification."""
+    if result.outcome in INVALID:
+        return error_response(401, "invalid_token", INVALID_KEY_MESSAGE, headers={
+            "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{INVALID_KEY_MESSAGE}"'})
+    if result.outcome is Outcome.INSUFFICIENT_SCOPE:
+        needed = " ".join(result.missing_scopes)
+        return error_response(403, "insufficient_scope", f"This key lacks the scope this needs: {needed}.",
+                              headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{needed}"'})
+    if result.outcome is Outcome.IP_NOT_ALLOWED:
+        return error_response(403, "ip_not_allowed", "This key may not be used from your IP address.")
+    if result.outcome is Outcome.USAGE_EXCEEDED:
+        return error_response(403, "usage_exceeded", "This key has used up its allowed number of requests.")
+    assert result.outcome is Outcome.RATE_LIMITED and result.rate_limit is not None
+    headers = {"Retry-After": str(result.rate_limit.reset), **rate_limit_headers(result.rate_limit)}
+    return error_response(429, "rate_limited",
+                          f"This key is limited to {result.rate_limit.limit} requests per minute. "
+                          f"Try again in {result.rate_limit.reset} s.", headers=headers)
+
+
+def require_api_key(*scopes: str) -> Callable:
+    """Guard a view: the request must carry a valid key holding every scope in `scopes`."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            if any(name in request.args for name in KEY_QUERY_PARAMETERS):
+                return error_response(400, "key_in_url", "Never put an API key in a URL; send it in the "
+                                                         "Authorization header: Authorization: Bearer <key>.")
+            token = bearer_token()
+            if token is None:
+                return error_response(401, "missing_token", "Send your API key in the Authorization header: "
+                                                            "Authorization: Bearer <key>.",
+                                      headers={"WWW-Authenticate": REALM})
+            result = service.verify(token, scopes, request.remote_addr, request.user_agent.string)
+            if not result.ok:
+                return refusal(result)
+            g.api_key, g.api_owner = result.key, result.key.owner
+            if result.rate_limit is not None:
+                headers = rate_limit_headers(result.rate_limit)
+
+                @after_this_request
+                def _add_rate_limit_headers(response):
+                    response.headers.update(headers)
+                    return response
+
+            return view(*args, **kwargs)
+
+        guarded.required_scopes = scopes  # lets the API list which routes each scope unlocks
+        return guarded
+
+    return decorator

@@ -1,0 +1,117 @@
+"""Register, log in, log out, and the account page."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from app.accounts import service
+from app.accounts.models import User
+from app.auth import bp
+from app.auth.forms import LoginForm, LogoutForm, RegisterForm
+from app.auth.redirects import safe_next
+from app.extensions import db, login_manager
+
+
+@login_manager.user_loader
+def load_user(session_user_id: str) -> User | None:
+    """The session names a user and the nonce they had when it began; a later logout changed the nonce."""
+    user_id, _, nonce = session_user_id.partition(":")
+    if not user_id.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or not hmac.compare_digest(user.session_nonce, nonce):
+        return None
+    return user
+
+
+def _begin_session(user: User) -> None:
+    # A fresh session at login: nothing from before (a planted value, an old CSRF token) carries over.
+    session.clear()
+    login_user(user)
+
+
+def _after_login(form) -> str:
+    return safe_next(form.next.data) or url_for("auth.index")
+
+
+def _form_keeping_next(form_class):
+    """The form, with the page to return to (?next=) carried in a hidden field from the first GET."""
+    form = form_class()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    return form
+
+
+def _form_page(template: str, form, status: int | None = None, headers: dict | None = None):
+    """Render a form page; a form with errors answers 422 so scripts and htmx can tell it failed."""
+    if status is None:
+        status = 422 if form.errors else 200
+    return render_template(template, form=form), status, headers or {}
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("auth.account" if current_user.is_authenticated else "auth.login"))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if current_user.is_authenticated:
+        return redirect(url_for("auth.index"))
+    form = _form_keeping_next(RegisterForm)
+    if form.validate_on_submit():
+        try:
+            user = service.create_user(form.email.data, form.password.data)
+        except service.AccountError as error:
+            form[error.field].errors.append(error.message)
+        else:
+            _begin_session(user)
+            flash("Welcome to Keyfob. Your account is ready.", "success")
+            return redirect(_after_login(form))
+    return _form_page("auth/register.html", form)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("auth.index"))
+    form = _form_keeping_next(LoginForm)
+    if form.validate_on_submit():
+        throttle = current_app.extensions["keyfob.login_throttle"]
+        account, ip = form.email.data.strip().lower(), request.remote_addr or "unknown"
+        wait = throttle.retry_after(account, ip)
+        if wait:
+            form.form_errors.append(f"Too many failed attempts. Try again in {wait} s.")
+            return _form_page("auth/login.html", form, 429, {"Retry-After": str(wait)})
+        user = service.authenticate(form.email.data, form.password.data)
+        if user is not None:
+            throttle.record_success(account)
+            _begin_session(user)
+            return redirect(_after_login(form))
+        throttle.record_failure(account, ip)
+        form.form_errors.append("The email or password is incorrect.")
+    return _form_page("auth/login.html", form)
+
+
+@bp.post("/logout")
+def logout():
+    if current_user.is_authenticated:
+        service.end_sessions(current_user)
+        logout_user()
+    session.clear()
+    flash("You have logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return render_template("account/account.html")
+
+
+@bp.app_context_processor
+def inject_logout_form() -> dict:
+    return {"logout_form": LogoutForm()}

@@ -1,0 +1,277 @@
+"""Settings from the environment (and a `.env` file), checked once at start-up.
+
+Each setting is declared once in SETTINGS, with its default and what it is for; the README's configuration
+table lists the same names (a test keeps the two in step). A missing or malformed value raises ConfigError
+whose message is one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import limits
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("production", "development", "testing")
+
+# OWASP Password Storage Cheat Sheet: Argon2id with one of these (memory KiB, iterations) pairs, parallelism 1,
+# is the minimum. A configuration is acceptable when it reaches at least one pair on both counts.
+OWASP_ARGON2_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; str() is one line that names it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    parse: Callable[[Any], Any]
+    help: str
+
+
+def _positive_int(value: Any) -> int:
+    number = int(str(value).strip())
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _environment(value: Any) -> str:
+    value = str(value).strip().lower()
+    if value not in ENVIRONMENTS:
+        raise ValueError(f"must be one of {', '.join(ENVIRONMENTS)}")
+    return value
+
+
+def _rate(value: Any) -> str:
+    limits.parse(str(value))  # raises ValueError on anything it cannot read
+    return str(value)
+
+
+def _database_url(value: Any) -> str:
+    url = str(value).strip()
+    # Heroku and many hosts hand out postgres://; SQLAlchemy wants a dialect and we ship psycopg 3.
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ValueError("is not a database URL such as sqlite:///path/keyfob.db or postgresql://...") from None
+    return url
+
+
+def _text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _boolean(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _at_least_one(value: Any) -> int:
+    number = _positive_int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _seconds(value: Any) -> float:
+    number = float(str(value).strip())
+    if not 0 < number <= 3600:
+        raise ValueError("must be a number of seconds between 0 and 3600")
+    return number
+
+
+def _key_prefix(value: Any) -> str:
+    from app.keys.tokens import PREFIX_PATTERN
+
+    prefix = str(value).strip()
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError("must be 1-16 lower-case letters and digits, starting with a letter")
+    return prefix
+
+
+def _scope_catalogue(value: Any) -> dict[str, str]:
+    from app.keys.scopes import parse_catalogue
+
+    return parse_catalogue(value)
+
+
+def _scope_list(value: Any) -> tuple[str, ...]:
+    return tuple(sorted(set(str(value).split())))
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("KEYFOB_ENV", "production", _environment,
+            "`production`, `development` or `testing`. `make run` sets `development`."),
+    Setting("SECRET_KEY", None, _text,
+            "Signs sessions and CSRF tokens. Required in production (at least 32 characters); in development "
+            "generated once into `instance/secret_key`."),
+    Setting("DATABASE_URL", None, _database_url,
+            "SQLAlchemy URL. Default: SQLite at `instance/keyfob.db`. `postgres://` and `postgresql://` "
+            "mean PostgreSQL through psycopg 3."),
+    Setting("KEYFOB_INSTANCE_PATH", None, _text,
+            "Folder for the SQLite database and generated development secrets. Default: `instance/`."),
+    Setting("TRUSTED_PROXIES", "0", _positive_int,
+            "How many reverse proxies sit in front of Keyfob; their `X-Forwarded-For`/`-Proto`/`-Host` "
+            "headers are believed. Leave 0 when clients connect directly."),
+    Setting("RATELIMIT_STORAGE_URI", "memory://", _text,
+            "Where throttling counters live: `memory://` (one process) or `redis://host:6379/0` (shared)."),
+    Setting("LOGIN_THROTTLE_PER_ACCOUNT", "5 per 5 minutes", _rate,
+            "Failed logins allowed per email address in a moving window."),
+    Setting("LOGIN_THROTTLE_PER_IP", "20 per 5 minutes", _rate,
+            "Failed logins allowed per client IP in a moving window."),
+    Setting("PASSWORD_HASH_TIME_COST", "3", _positive_int,
+            "Argon2id iterations. With the memory cost, must reach OWASP's minimum."),
+    Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _positive_int,
+            "Argon2id memory in KiB (default 64 MiB, RFC 9106's low-memory profile)."),
+    Setting("PASSWORD_HASH_PARALLELISM", "4", _positive_int, "Argon2id lanes."),
+    Setting("KEY_PREFIX", "kf", _key_prefix,
+            "Starts every API key (`kf_...`): 1-16 lower-case letters and digits. Changing it invalidates no stored "
+            "key but makes keys with the old prefix unusable."),
+    Setting("KEY_PEPPER", None, _text,
+            "Server-side secret mixed into every stored key digest (HMAC-SHA256). Required in production (32+ "
+            "characters); in development generated once into `instance/key_pepper`. Changing it invalidates every "
+            "key."),
+    Setting("MAX_KEY_LIFETIME_DAYS", "365", _at_least_one,
+            "Longest expiry allowed at create, rotate and renew."),
+    Setting("ALLOW_NON_EXPIRING_KEYS", "false", _boolean, "Allow keys without an expiry date."),
+    Setting("API_SCOPES", '{"read:data": "Read data", "write:data": "Create, change and delete data"}',
+            _scope_catalogue,
+            "The deployment's own scopes as a JSON object `{\"name\": \"description\"}`, added to the built-in "
+            "`keys:read` and `keys:write`. Names: letters, digits and `:._-`."),
+    Setting("KEY_SUSPEND_AFTER", "100 per 1 minute", _rate,
+            "Rate-limited requests a key may make in this window before it is suspended and an admin alert raised."),
+    Setting("KEY_SUSPENSION_SECONDS", "900", _at_least_one, "How long a suspension lasts."),
+    Setting("SERVICE_API_KEY", None, _text,
+            "Optional static key for one trusted service, accepted besides the issued keys (compared in constant "
+            "time). Off when unset; 32+ characters."),
+    Setting("SERVICE_API_KEY_SCOPES", "", _scope_list, "Space-separated scopes of `SERVICE_API_KEY`."),
+    Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
+            "How often each process writes its buffered usage counts to the database."),
+)
+
+
+def read_environment(environ: Mapping[str, str], dotenv_path: Path | None) -> dict[str, str]:
+    """The process environment over the `.env` file: real variables win, as in every twelve-factor app."""
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(environ)
+    return merged
+
+
+def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Turn raw settings into the Flask config mapping, or raise ConfigError naming the bad one.
+
+    `overrides` (create_app's argument) may hold setting names, which are checked like the environment's,
+    and any other Flask config key, which passes through unchanged.
+    """
+    raw = {**source, **(overrides or {})}
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = raw.get(setting.name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            value = setting.default
+        if value is None:
+            values[setting.name] = None
+            continue
+        try:
+            values[setting.name] = setting.parse(value)
+        except ValueError as error:
+            raise ConfigError(f"{setting.name}={value!r} {error}") from None
+
+    env = values["KEYFOB_ENV"]
+    instance = Path(values["KEYFOB_INSTANCE_PATH"] or ROOT / "instance")
+    _check_argon2(values)
+
+    secret_key = _server_secret(values, "SECRET_KEY", env, instance)
+    pepper = _server_secret(values, "KEY_PEPPER", env, instance,
+                            "; keep it secret and never change it (that invalidates every key)")
+    service_key = values["SERVICE_API_KEY"]
+    if service_key is not None and len(service_key) < 32:
+        raise ConfigError("SERVICE_API_KEY is too short: use at least 32 random characters")
+    unknown = set(values["SERVICE_API_KEY_SCOPES"]) - set(values["API_SCOPES"])
+    if unknown:
+        raise ConfigError(f"SERVICE_API_KEY_SCOPES names unknown scopes: {', '.join(sorted(unknown))}")
+
+    database_url = values["DATABASE_URL"] or f"sqlite:///{instance / 'keyfob.db'}"
+    config = {
+        **values,
+        "INSTANCE_PATH": str(instance),
+        "SECRET_KEY": secret_key,
+        "KEY_PEPPER": pepper,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+        "SESSION_COOKIE_NAME": "keyfob_session",
+        "PERMANENT_SESSION_LIFETIME": 60 * 60 * 12,
+        "TESTING": env == "testing",
+        # CSRF tokens live as long as the session; an expiring token only loses people's typing.
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": env == "production",
+    }
+    passthrough = {k: v for k, v in (overrides or {}).items() if k not in values}
+    config.update(passthrough)
+    return config
+
+
+def _server_secret(values: Mapping[str, Any], name: str, env: str, instance: Path, advice: str = "") -> str:
+    """A secret setting: required (32+ characters) in production, generated once into the instance folder
+    elsewhere, so development needs no set-up."""
+    value = values[name]
+    if value is None:
+        if env == "production":
+            raise ConfigError(f"{name} is required in production: set it to 32+ random characters "
+                              f"(python -c 'import secrets; print(secrets.token_urlsafe(48))'){advice}")
+        return instance_secret(instance, name.lower())
+    if env == "production" and len(value) < 32:
+        raise ConfigError(f"{name} is too short for production: use at least 32 random characters")
+    return value
+
+
+def _check_argon2(values: Mapping[str, Any]) -> None:
+    memory, time_cost = values["PASSWORD_HASH_MEMORY_KIB"], values["PASSWORD_HASH_TIME_COST"]
+    if values["PASSWORD_HASH_PARALLELISM"] < 1:
+        raise ConfigError("PASSWORD_HASH_PARALLELISM must be at least 1")
+    if not any(memory >= m and time_cost >= t for m, t in OWASP_ARGON2_MINIMUMS):
+        pairs = ", ".join(f"{m} KiB x {t}" for m, t in OWASP_ARGON2_MINIMUMS)
+        raise ConfigError(f"PASSWORD_HASH_MEMORY_KIB={memory} with PASSWORD_HASH_TIME_COST={time_cost} "
+                          f"is below OWASP's Argon2id minimum (one of {pairs})")
+
+
+def instance_secret(instance: Path, name: str) -> str:
+    """A random secret generated on first use and kept in the instance folder (development only)."""
+    path = instance / name
+    if path.is_file():
+        value = path.read_text().strip()
+        if value:
+            return value
+    instance.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: when two processes start at once, one writes and the other reads what it wrote.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value

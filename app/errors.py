@@ -1,0 +1,84 @@
+"""Error responses: an HTML page for browsers, the JSON error shape for /api/ and JSON clients.
+
+The JSON shape is {"error": code, "message": text} plus "fields" when particular inputs are at fault.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, jsonify, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from app.database import is_outage
+from app.extensions import db, login_manager
+
+RETRY_AFTER_SECONDS = 5
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    403: "You do not have access to this page.",
+    404: "There is nothing here. Check the address, or go back to the start.",
+    405: "This address does not accept that kind of request.",
+    413: "The request is too large.",
+    429: "Too many requests. Wait a moment and try again.",
+    500: "Something went wrong on our side. It has been logged; please try again.",
+    503: "Keyfob cannot reach its database right now. Please try again in a few seconds.",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_code(status: int, name: str) -> str:
+    return name.lower().replace(" ", "_").replace("'", "") if name else f"http_{status}"
+
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None, headers: dict | None = None):
+    """The one error response: JSON for API clients, the error page for people."""
+    if wants_json():
+        body = {"error": code, "message": message}
+        if fields:
+            body["fields"] = fields
+        response = jsonify(body)
+    else:
+        response = make_response(render_template("errors/error.html", status=status, message=message))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def init_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        status = error.code or 500
+        message = MESSAGES.get(status, error.description or "")
+        response = error_response(status, error_code(status, error.name), message)
+        # Keep headers the exception carries, such as Allow on 405 and Retry-After on 429.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error: CSRFError):
+        return error_response(
+            400, "csrf_failed",
+            "This form has expired or did not come from Keyfob. Reload the page and try again.",
+        )
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(error: SQLAlchemyError):
+        db.session.rollback()
+        if is_outage(error):
+            app.logger.warning("database unavailable: %s", error.__class__.__name__)
+            # The page must not try to load the signed-in user from the database that just failed.
+            g._login_user = login_manager.anonymous_user()
+            return error_response(503, "service_unavailable", MESSAGES[503],
+                                  headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        app.logger.exception("database error")
+        return error_response(500, "internal_error", MESSAGES[500])

@@ -1,0 +1,130 @@
+"""`flask --app wsgi keys ...`: issue, list, rotate and revoke keys from a shell."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import click
+from flask.cli import AppGroup
+
+from app.accounts import service as accounts
+from app.audit.service import Actor
+from app.database import utcnow
+from app.keys import service
+from app.keys.policy import KeyInputError
+
+keys_cli = AppGroup("keys", help="Create, list, rotate and revoke API keys.")
+DEFAULT_LIFETIME_DAYS = 90
+
+
+def _fail(error: Exception) -> click.ClickException:
+    if isinstance(error, KeyInputError):
+        return click.ClickException(f"{error.field}: {error.message}")
+    return click.ClickException(str(error))
+
+
+def _key(key_id: int):
+    key = service.find_key(key_id)
+    if key is None:
+        raise click.ClickException(f"no key with id {key_id}")
+    return key
+
+
+def _as_dict(key) -> dict:
+    def when(value):
+        return value.isoformat() if value else None
+
+    return {
+        "id": key.id, "owner": key.owner.email, "name": key.name, "key": key.display_start,
+        "status": key.status(utcnow()), "scopes": list(key.scopes), "created_at": when(key.created_at),
+        "expires_at": when(key.expires_at), "last_used_at": when(key.last_used_at), "usage_count": key.usage_count,
+        "allowed_ips": list(key.allowed_ips), "rate_limit": key.rate_limit, "remaining_uses": key.remaining_uses,
+    }
+
+
+@keys_cli.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="What the key is for.")
+@click.option("--description", default="", help="A longer note.")
+@click.option("--scope", "scopes", multiple=True, help="A scope to grant; repeat for several.")
+@click.option("--expires-in-days", type=int, default=None,
+              help=f"Days until it expires (default {DEFAULT_LIFETIME_DAYS}, at most MAX_KEY_LIFETIME_DAYS).")
+@click.option("--no-expiry", is_flag=True, help="Never expires (only when ALLOW_NON_EXPIRING_KEYS is on).")
+@click.option("--rate-limit", type=int, default=None, help="Requests per minute.")
+@click.option("--remaining-uses", type=int, default=None, help="Number of requests before the key stops working.")
+@click.option("--allowed-ip", "allowed_ips", multiple=True, help="An address or CIDR range; repeat for several.")
+def create_key(email, name, description, scopes, expires_in_days, no_expiry, rate_limit, remaining_uses,
+               allowed_ips) -> None:
+    """Issue a key for the user with EMAIL. The key itself is printed alone on the last line, once."""
+    owner = accounts.find_user(email)
+    if owner is None:
+        raise click.ClickException(f"no user with email {email!r}")
+    if no_expiry and expires_in_days is not None:
+        raise click.ClickException("give either --expires-in-days or --no-expiry")
+    now = utcnow()
+    if no_expiry:
+        expires_at = None
+    else:
+        days = expires_in_days if expires_in_days is not None else min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)
+        expires_at = now + timedelta(days=days)
+    try:
+        key, token = service.create(owner, name, scopes, expires_at, actor=Actor.cli(), description=description,
+                                    allowed_ips=allowed_ips, rate_limit=rate_limit, remaining_uses=remaining_uses,
+                                    now=now)
+    except KeyInputError as error:
+        raise _fail(error) from None
+    click.echo(f"created key {key.id} ({key.display_start}) for {owner.email}; "
+               f"expires {key.expires_at:%Y-%m-%d}" if key.expires_at else
+               f"created key {key.id} ({key.display_start}) for {owner.email}; never expires", err=True)
+    click.echo("This is the only time the key is shown. Store it now.", err=True)
+    click.echo(token)
+
+
+@keys_cli.command("list")
+@click.option("--user", "email", default=None, help="Only this user's keys.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, one array.")
+def list_keys(email, as_json) -> None:
+    """List keys (never their secrets)."""
+    owner = None
+    if email is not None:
+        owner = accounts.find_user(email)
+        if owner is None:
+            raise click.ClickException(f"no user with email {email!r}")
+    rows = [_as_dict(key) for key in service.keys_of(owner)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['key']}\t{row['status']}\t{row['owner']}\t{row['name']}\t"
+                   f"{' '.join(row['scopes']) or '-'}\texpires {row['expires_at'] or 'never'}\t"
+                   f"used {row['usage_count']}")
+
+
+@keys_cli.command("revoke")
+@click.argument("key_id", type=int)
+@click.option("--reason", default="", help="Why, for the audit log.")
+def revoke_key(key_id, reason) -> None:
+    """Revoke a key for good."""
+    key = _key(key_id)
+    try:
+        service.revoke(key, reason, actor=Actor.cli())
+    except (KeyInputError, service.KeyStateError) as error:
+        raise _fail(error) from None
+    click.echo(f"revoked key {key.id} ({key.display_start})")
+
+
+@keys_cli.command("rotate")
+@click.argument("key_id", type=int)
+@click.option("--grace", type=click.Choice(list(service.GRACE_PERIODS)), default="none",
+              help="How long the old secret keeps working.")
+def rotate_key(key_id, grace) -> None:
+    """Give a key a new secret; the new key is printed alone on the last line, once."""
+    key = _key(key_id)
+    try:
+        token = service.rotate(key, grace, actor=Actor.cli())
+    except (KeyInputError, service.KeyStateError) as error:
+        raise _fail(error) from None
+    click.echo(f"rotated key {key.id}; old secret valid for {grace}", err=True)
+    click.echo("This is the only time the key is shown. Store it now.", err=True)
+    click.echo(token)

@@ -1,0 +1,81 @@
+"""API key records and their daily usage rollup."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.accounts.models import User
+from app.database import UTCDateTime, utcnow
+from app.extensions import db
+from app.keys import scopes as scope_text
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # OAuth-style space-separated scope names (see app.keys.scopes); `scopes` gives them as a tuple.
+    scope_text: Mapped[str] = mapped_column("scopes", String(2000), default="", server_default="")
+    # HMAC-SHA256 digests; the plaintext key is never stored. The previous digest stays valid until
+    # previous_secret_expires_at after a rotation with a grace period.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    display_start: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(String(500))
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    suspended_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+    usage_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Networks in CIDR form, one per line; empty means any address.
+    allowed_ip_text: Mapped[str] = mapped_column("allowed_ips", Text, default="", server_default="")
+    rate_limit: Mapped[int | None] = mapped_column(Integer)  # requests per minute
+    remaining_uses: Mapped[int | None] = mapped_column(Integer)
+
+    owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return scope_text.from_text(self.scope_text)
+
+    @property
+    def allowed_ips(self) -> tuple[str, ...]:
+        return tuple(self.allowed_ip_text.split()) if self.allowed_ip_text else ()
+
+    def status(self, now: datetime) -> str:
+        """One word for the UI and filters: revoked, expired, disabled, suspended or active."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if self.disabled:
+            return "disabled"
+        if self.suspended_until is not None and self.suspended_until > now:
+            return "suspended"
+        return "active"
+
+    def __repr__(self) -> str:
+        return f"<ApiKey {self.id} {self.display_start}>"
+
+
+class DailyKeyUsage(db.Model):
+    """Requests and failed verifications per key per UTC day, for charts."""
+
+    __tablename__ = "daily_key_usage"
+
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    __table_args__ = (Index("ix_daily_key_usage_day", "day"),)

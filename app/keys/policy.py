@@ -1,0 +1,121 @@
+"""The rules a key's settings must follow: names, expiry within the lifetime policy, IP allowlists, limits."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+NAME_LENGTH = 100
+DESCRIPTION_LENGTH = 500
+REASON_LENGTH = 500
+MAX_ALLOWED_NETWORKS = 100
+MAX_RATE_LIMIT = 1_000_000
+MAX_REMAINING_USES = 2_000_000_000
+
+
+class KeyInputError(ValueError):
+    """A setting a key cannot have; `field` names it, `message` says why in words a person can act on."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def clean_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise KeyInputError("name", "Give the key a name, so you can tell it apart later.")
+    if len(name) > NAME_LENGTH:
+        raise KeyInputError("name", f"Use at most {NAME_LENGTH} characters.")
+    return name
+
+
+def clean_description(description: str | None) -> str:
+    description = (description or "").strip()
+    if len(description) > DESCRIPTION_LENGTH:
+        raise KeyInputError("description", f"Use at most {DESCRIPTION_LENGTH} characters.")
+    return description
+
+
+def clean_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if len(reason) > REASON_LENGTH:
+        raise KeyInputError("reason", f"Use at most {REASON_LENGTH} characters.")
+    return reason
+
+
+def check_expiry(expires_at: datetime | None, now: datetime, max_days: int, allow_never: bool) -> datetime | None:
+    """`expires_at` when it is in the future and within the lifetime policy; otherwise KeyInputError."""
+    if expires_at is None:
+        if not allow_never:
+            raise KeyInputError("expires_at", f"Choose an expiry date: keys must expire within {max_days} days.")
+        return None
+    if expires_at.tzinfo is None:
+        raise KeyInputError("expires_at", "Give the expiry with a time zone (for example 2027-01-31T00:00:00Z).")
+    if expires_at <= now:
+        raise KeyInputError("expires_at", "The expiry must be in the future.")
+    if expires_at > now + timedelta(days=max_days, minutes=1):  # a minute's slack for the form's round trip
+        raise KeyInputError("expires_at", f"Keys may live at most {max_days} days.")
+    return expires_at
+
+
+def clean_networks(entries: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Addresses and CIDR ranges (IPv4 and IPv6) in canonical form; KeyInputError names the first bad one."""
+    if entries is None:
+        return ()
+    if isinstance(entries, str):
+        entries = entries.replace(",", "\n").splitlines()
+    networks: list[str] = []
+    for entry in entries:
+        entry = str(entry).strip()
+        if not entry:
+            continue
+        try:
+            network = _unmapped(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise KeyInputError("allowed_ips", f"{entry!r} is not an IP address or CIDR range "
+                                               "(such as 203.0.113.7, 10.0.0.0/8 or 2001:db8::/32).") from None
+        if str(network) not in networks:
+            networks.append(str(network))
+    if len(networks) > MAX_ALLOWED_NETWORKS:
+        raise KeyInputError("allowed_ips", f"Use at most {MAX_ALLOWED_NETWORKS} addresses or ranges.")
+    return tuple(networks)
+
+
+def _unmapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network):
+    """An IPv4-mapped IPv6 range (::ffff:10.1.2.3) as the IPv4 range it means, since clients are compared as IPv4."""
+    if network.version == 6 and network.prefixlen >= 96 and network.network_address.ipv4_mapped is not None:
+        return ipaddress.ip_network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
+    return network
+
+
+def ip_allowed(client_ip: str | None, networks: Iterable[str]) -> bool:
+    networks = tuple(networks)
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(network) for network in networks)
+
+
+def clean_limit(value: int | str | None, field: str, upper: int) -> int | None:
+    """An optional whole number from 1 to `upper`."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise KeyInputError(field, "Must be a whole number.")
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float("inf")
+        raise KeyInputError(field, "Must be a whole number.") from None
+    if isinstance(value, float) and value != number:
+        raise KeyInputError(field, "Must be a whole number.")
+    if not 1 <= number <= upper:
+        raise KeyInputError(field, f"Must be between 1 and {upper:,}.")
+    return number

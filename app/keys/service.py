@@ -1,0 +1,415 @@
+"""The key lifecycle: create, verify, update, rotate, renew, revoke, disable, enable, and the renewal list.
+
+Plain Python over the database session: callers pass who acts and from where (an audit Actor); nothing here reads a
+request. Every change is audited in the same transaction that makes it; the plaintext key leaves this module only as
+the return value of create() and rotate().
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.accounts.models import User
+from app.audit import service as audit
+from app.audit.models import Alert
+from app.audit.service import Actor
+from app.database import is_outage, utcnow
+from app.extensions import db
+from app.keys import policy, tokens
+from app.keys.models import ApiKey
+from app.keys.policy import KeyInputError
+from app.keys.ratelimit import KeyRateLimiter, RateLimitState
+from app.keys.scopes import UnknownScopeError, normalise_scopes, to_text
+from app.keys.usage import UsageBuffer
+
+GRACE_PERIODS = {"none": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+LOOKUP_ATTEMPTS = 3
+LOOKUP_BACKOFF_SECONDS = 0.05
+UNSET: Any = object()
+
+
+class Outcome(StrEnum):
+    VALID = "valid"
+    MALFORMED = "malformed"
+    NOT_FOUND = "not_found"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    DISABLED = "disabled"
+    SUSPENDED = "suspended"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    RATE_LIMITED = "rate_limited"
+    USAGE_EXCEEDED = "usage_exceeded"
+
+
+class KeyStateError(ValueError):
+    """The key's state forbids the change (a revoked key stays revoked)."""
+
+
+@dataclass(frozen=True)
+class ServiceKey:
+    """The optional static SERVICE_API_KEY: it has scopes but no record and no owner."""
+
+    scopes: tuple[str, ...]
+    id: None = None
+    user_id: None = None
+    owner: None = None
+    display_start: str = "service"
+
+
+@dataclass(frozen=True)
+class Verification:
+    outcome: Outcome
+    key: ApiKey | ServiceKey | None = None
+    missing_scopes: tuple[str, ...] = ()
+    rate_limit: RateLimitState | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.VALID
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    prefix: str
+    pepper: bytes
+    max_lifetime_days: int
+    allow_non_expiring: bool
+    catalogue: dict[str, str]
+    service_key: str | None
+    service_scopes: tuple[str, ...]
+    suspension: timedelta
+
+    @classmethod
+    def from_config(cls, config) -> KeySettings:
+        return cls(
+            prefix=config["KEY_PREFIX"],
+            pepper=config["KEY_PEPPER"].encode(),
+            max_lifetime_days=config["MAX_KEY_LIFETIME_DAYS"],
+            allow_non_expiring=config["ALLOW_NON_EXPIRING_KEYS"],
+            catalogue=config["API_SCOPES"],
+            service_key=config["SERVICE_API_KEY"],
+            service_scopes=config["SERVICE_API_KEY_SCOPES"],
+            suspension=timedelta(seconds=config["KEY_SUSPENSION_SECONDS"]),
+        )
+
+
+def settings() -> KeySettings:
+    return current_app.extensions["keyfob.keys"]
+
+
+def _limiter() -> KeyRateLimiter:
+    return current_app.extensions["keyfob.key_limiter"]
+
+
+def usage_buffer() -> UsageBuffer:
+    return current_app.extensions["keyfob.usage"]
+
+
+def _commit() -> None:
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _clean_scopes(scopes: Iterable[str]) -> str:
+    try:
+        return to_text(normalise_scopes(scopes, settings().catalogue))
+    except UnknownScopeError as error:
+        raise KeyInputError("scopes", str(error)) from None
+
+
+def _check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
+    s = settings()
+    return policy.check_expiry(expires_at, now, s.max_lifetime_days, s.allow_non_expiring)
+
+
+def _require_not_revoked(key: ApiKey) -> None:
+    if key.revoked_at is not None:
+        raise KeyStateError("This key is revoked; a revoked key stays revoked. Create a new one instead.")
+
+
+def _new_secret(key: ApiKey) -> str:
+    token = tokens.generate(settings().prefix)
+    key.secret_hash = tokens.digest(settings().pepper, token)
+    key.display_start = tokens.parse(token, settings().prefix).display_start
+    return token
+
+
+# -- lifecycle -----------------------------------------------------------------------------------------------------
+
+def create(owner: User, name: str, scopes: Iterable[str], expires_at: datetime | None, *, actor: Actor,
+           description: str = "", allowed_ips: Iterable[str] | str = (), rate_limit: int | None = None,
+           remaining_uses: int | None = None, now: datetime | None = None) -> tuple[ApiKey, str]:
+    """A new key for `owner`, and its plaintext, which is never available again. Raises KeyInputError."""
+    now = now or utcnow()
+    key = ApiKey(
+        owner=owner,
+        name=policy.clean_name(name),
+        description=policy.clean_description(description),
+        scope_text=_clean_scopes(scopes),
+        expires_at=_check_expiry(expires_at, now),
+        allowed_ip_text="\n".join(policy.clean_networks(allowed_ips)),
+        rate_limit=policy.clean_limit(rate_limit, "rate_limit", policy.MAX_RATE_LIMIT),
+        remaining_uses=policy.clean_limit(remaining_uses, "remaining_uses", policy.MAX_REMAINING_USES),
+        created_at=now,
+    )
+    token = _new_secret(key)
+    db.session.add(key)
+    db.session.flush()
+    audit.record("key.created", actor, key, f"scopes: {key.scope_text or '(none)'}; expires: "
+                                            f"{key.expires_at.isoformat() if key.expires_at else 'never'}")
+    _commit()
+    return key, token
+
+
+def update(key: ApiKey, *, actor: Actor, name: str = UNSET, description: str = UNSET, scopes: Iterable[str] = UNSET,
+           allowed_ips: Iterable[str] | str = UNSET, rate_limit: int | None = UNSET,
+           remaining_uses: int | None = UNSET, disabled: bool = UNSET) -> list[str]:
+    """Change a key's editable settings; returns the names of the fields that changed. All or nothing."""
+    _require_not_revoked(key)
+    cleaners = {
+        "name": ("name", policy.clean_name),
+        "description": ("description", policy.clean_description),
+        "scopes": ("scope_text", _clean_scopes),
+        "allowed_ips": ("allowed_ip_text", lambda value: "\n".join(policy.clean_networks(value))),
+        "rate_limit": ("rate_limit", lambda value: policy.clean_limit(value, "rate_limit", policy.MAX_RATE_LIMIT)),
+        "remaining_uses": ("remaining_uses",
+                           lambda value: policy.clean_limit(value, "remaining_uses", policy.MAX_REMAINING_USES)),
+        "disabled": ("disabled", bool),
+    }
+    given = {"name": name, "description": description, "scopes": scopes, "allowed_ips": allowed_ips,
+             "rate_limit": rate_limit, "remaining_uses": remaining_uses, "disabled": disabled}
+    cleaned = {field: cleaners[field][1](value) for field, value in given.items() if value is not UNSET}
+    changed = [field for field, value in cleaned.items() if getattr(key, cleaners[field][0]) != value]
+    if not changed:
+        return []
+    if "rate_limit" in changed:
+        _limiter().forget(key.id, key.rate_limit)
+    for field in changed:
+        setattr(key, cleaners[field][0], cleaned[field])
+    if "disabled" in changed:
+        audit.record("key.disabled" if key.disabled else "key.enabled", actor, key)
+    others = [field for field in changed if field != "disabled"]
+    if others:
+        audit.record("key.updated", actor, key, "changed: " + ", ".join(others))
+    _commit()
+    return changed
+
+
+def disable(key: ApiKey, *, actor: Actor) -> None:
+    update(key, actor=actor, disabled=True)
+
+
+def enable(key: ApiKey, *, actor: Actor) -> None:
+    update(key, actor=actor, disabled=False)
+
+
+def rotate(key: ApiKey, grace: str = "none", *, actor: Actor, expires_at: datetime | None = UNSET,
+           now: datetime | None = None) -> str:
+    """A new secret for the same record (name, scopes and settings kept), like Stripe's "roll".
+
+    The old secret keeps working for `grace` ("none", "1h", "24h" or "7d"), so clients can be switched over. An
+    expired key can be rotated: it gets a new expiry of its original lifetime (within policy) unless one is given.
+    Returns the new plaintext key.
+    """
+    _require_not_revoked(key)
+    if grace not in GRACE_PERIODS:
+        raise KeyInputError("grace", f"Choose one of: {', '.join(GRACE_PERIODS)}.")
+    now = now or utcnow()
+    expired = key.expires_at is not None and key.expires_at <= now
+    if expires_at is UNSET:
+        expires_at = key.expires_at
+        max_lifetime = timedelta(days=settings().max_lifetime_days)
+        if expired:
+            expires_at = now + min(key.expires_at - key.created_at, max_lifetime)
+        elif expires_at is None and not settings().allow_non_expiring:
+            expires_at = now + max_lifetime
+    key.expires_at = _check_expiry(expires_at, now)
+    if GRACE_PERIODS[grace] and not expired:
+        key.previous_secret_hash = key.secret_hash
+        key.previous_secret_expires_at = now + GRACE_PERIODS[grace]
+    else:
+        key.previous_secret_hash = key.previous_secret_expires_at = None
+    old_start = key.display_start
+    token = _new_secret(key)
+    audit.record("key.rotated", actor, key, f"replaces {old_start}; old secret valid for {grace}")
+    _commit()
+    return token
+
+
+def renew(key: ApiKey, expires_at: datetime | None, *, actor: Actor, now: datetime | None = None) -> None:
+    """Move the expiry (within the lifetime policy); an expired key becomes usable again."""
+    _require_not_revoked(key)
+    key.expires_at = _check_expiry(expires_at, now or utcnow())
+    audit.record("key.renewed", actor, key, f"expires: {key.expires_at.isoformat() if key.expires_at else 'never'}")
+    _commit()
+
+
+def revoke(key: ApiKey, reason: str = "", *, actor: Actor, now: datetime | None = None) -> None:
+    """Stop the key for good, old rotated secret included."""
+    _require_not_revoked(key)
+    reason = policy.clean_reason(reason)  # before any change, so a refused reason leaves the key untouched
+    key.revoked_at = now or utcnow()
+    key.revoked_reason = reason or None
+    key.previous_secret_hash = key.previous_secret_expires_at = None
+    audit.record("key.revoked", actor, key, key.revoked_reason)
+    _commit()
+
+
+def lift_suspension(key: ApiKey, *, actor: Actor) -> None:
+    key.suspended_until = None
+    _limiter().forget(key.id, key.rate_limit)
+    audit.record("key.unsuspended", actor, key)
+    _commit()
+
+
+def expiring(owner: User, within_days: int, *, expired_within_days: int = 0,
+             now: datetime | None = None) -> list[ApiKey]:
+    """The owner's unrevoked keys expiring in the next `within_days` days (and, optionally, those that expired in
+    the last `expired_within_days`), soonest first: the renewal-warning list."""
+    now = now or utcnow()
+    return list(db.session.scalars(
+        select(ApiKey)
+        .where(ApiKey.user_id == owner.id, ApiKey.revoked_at.is_(None), ApiKey.expires_at.is_not(None),
+               ApiKey.expires_at <= now + timedelta(days=within_days),
+               ApiKey.expires_at > now - timedelta(days=expired_within_days))
+        .order_by(ApiKey.expires_at, ApiKey.id)
+    ))
+
+
+def find_key(key_id: int, owner: User | None = None) -> ApiKey | None:
+    """The key with this id (only if it belongs to `owner`, when given)."""
+    key = db.session.get(ApiKey, key_id)
+    if key is None or (owner is not None and key.user_id != owner.id):
+        return None
+    return key
+
+
+def keys_of(owner: User | None = None) -> list[ApiKey]:
+    statement = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    if owner is not None:
+        statement = statement.where(ApiKey.user_id == owner.id)
+    return list(db.session.scalars(statement))
+
+
+# -- verification --------------------------------------------------------------------------------------------------
+
+def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | None = None,
+           user_agent: str | None = None, now: datetime | None = None) -> Verification:
+    """Check a presented key for a request needing all of `required_scopes`, from `client_ip`.
+
+    A malformed key (bad checksum, wrong prefix, garbage) is refused without any database query. Nothing is cached:
+    a revoke, disable or expiry applies to the very next request in every process. A valid use is counted in the
+    usage buffer; a failure is audited through it.
+    """
+    s = settings()
+    now = now or utcnow()
+    required = tuple(required_scopes)
+    actor = Actor("anonymous", None, client_ip, user_agent)
+
+    if s.service_key is not None and hmac.compare_digest(token.encode(), s.service_key.encode()):
+        missing = tuple(scope for scope in required if scope not in s.service_scopes)
+        if missing:
+            return Verification(Outcome.INSUFFICIENT_SCOPE, ServiceKey(s.service_scopes), missing)
+        return Verification(Outcome.VALID, ServiceKey(s.service_scopes))
+
+    parsed = tokens.parse(token, s.prefix)
+    if parsed is None:
+        return _failed(Outcome.MALFORMED, actor, now)
+    secret_digest = tokens.digest(s.pepper, token)
+    key = _lookup(secret_digest)
+    if key is None:
+        return _failed(Outcome.NOT_FOUND, actor, now, key_display=parsed.display_start)
+
+    actor = Actor(f"key:{key.display_start}", key.user_id, client_ip, user_agent)
+    # The previous secret of a rotated key is usable only during the grace period.
+    in_grace = key.previous_secret_expires_at is not None and key.previous_secret_expires_at > now
+    if not hmac.compare_digest(key.secret_hash, secret_digest) and not in_grace:
+        return _failed(Outcome.REVOKED, actor, now, key, "a secret replaced by rotation")
+    if key.revoked_at is not None:
+        return _failed(Outcome.REVOKED, actor, now, key)
+    if key.disabled or not key.owner.is_active:
+        return _failed(Outcome.DISABLED, actor, now, key, None if key.disabled else "owner deactivated")
+    if key.expires_at is not None and key.expires_at <= now:
+        return _failed(Outcome.EXPIRED, actor, now, key)
+    if key.suspended_until is not None and key.suspended_until > now:
+        return _failed(Outcome.SUSPENDED, actor, now, key)
+    if not policy.ip_allowed(client_ip, key.allowed_ips):
+        return _failed(Outcome.IP_NOT_ALLOWED, actor, now, key, f"from {client_ip}")
+    missing = tuple(scope for scope in required if scope not in key.scopes)
+    if missing:
+        return _failed(Outcome.INSUFFICIENT_SCOPE, actor, now, key, "needs " + " ".join(missing), missing=missing)
+
+    state = None
+    if key.rate_limit:
+        state = _limiter().hit(key.id, key.rate_limit)
+        if not state.allowed:
+            if _limiter().rejection_should_suspend(key.id):
+                _suspend(key, actor, now)
+            return _failed(Outcome.RATE_LIMITED, actor, now, key, rate_limit=state)
+    if key.remaining_uses is not None and not _use_one(key):
+        return _failed(Outcome.USAGE_EXCEEDED, actor, now, key, rate_limit=state)
+
+    usage_buffer().record_use(key.id, now, client_ip)
+    return Verification(Outcome.VALID, key, rate_limit=state)
+
+
+def _lookup(secret_digest: str) -> ApiKey | None:
+    """One indexed query; a database blip is retried briefly with exponential backoff, then raised."""
+    statement = select(ApiKey).where(or_(ApiKey.secret_hash == secret_digest,
+                                         ApiKey.previous_secret_hash == secret_digest))
+    for attempt in range(LOOKUP_ATTEMPTS):
+        try:
+            return db.session.scalar(statement)
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            if not is_outage(error) or attempt == LOOKUP_ATTEMPTS - 1:
+                raise
+            time.sleep(LOOKUP_BACKOFF_SECONDS * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def _use_one(key: ApiKey) -> bool:
+    """Take one use from the key's quota atomically; False when none is left."""
+    result = db.session.execute(
+        sa.update(ApiKey).where(ApiKey.id == key.id, ApiKey.remaining_uses > 0)
+        .values(remaining_uses=ApiKey.remaining_uses - 1)
+        .execution_options(synchronize_session=False)
+    )
+    _commit()
+    return result.rowcount == 1
+
+
+def _suspend(key: ApiKey, actor: Actor, now: datetime) -> None:
+    until = now + settings().suspension
+    db.session.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(suspended_until=until)
+                       .execution_options(synchronize_session=False))
+    message = (f"Key {key.display_start} ({key.name}) kept exceeding its rate limit of {key.rate_limit}/min "
+               f"and is suspended until {until:%Y-%m-%d %H:%M} UTC.")
+    audit.record("key.suspended", actor, key, message)
+    db.session.add(Alert(kind="rate_limit_suspension", key_id=key.id, ip=actor.ip, message=message))
+    _commit()
+
+
+def _failed(outcome: Outcome, actor: Actor, now: datetime, key: ApiKey | None = None, detail: str | None = None, *,
+            key_display: str | None = None, missing: tuple[str, ...] = (),
+            rate_limit: RateLimitState | None = None) -> Verification:
+    """Audit a refused key (buffered, never the secret) and return the refusal."""
+    text = outcome.value + (f": {detail}" if detail else "")
+    row = audit.event_row("key.verify_failed", actor, key, text, key_display=key_display)
+    usage_buffer().record_failure(row, key.id if key is not None else None, now)
+    return Verification(outcome, key, missing, rate_limit)

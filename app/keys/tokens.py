@@ -1,0 +1,78 @@
+"""The key format, pure functions only: `<prefix>_<27 random base62><6 base62 CRC32 checksum>`.
+
+27 base62 characters carry 160.8 bits from `secrets`; base62 has no punctuation, so a double-click selects the whole
+key. The checksum lets a typo or garbage be refused before any database work. Only an HMAC-SHA256 of the key under a
+server-side pepper is stored: a 160-bit random secret needs no slow hash, and without the pepper a stolen database
+cannot even be used to test guesses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+RANDOM_LENGTH = 27
+CHECKSUM_LENGTH = 6
+DISPLAY_RANDOM_CHARS = 6
+PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
+_INDEX = {char: i for i, char in enumerate(ALPHABET)}
+
+
+def base62(number: int, width: int) -> str:
+    """`number` in base62, left-padded with zeros to exactly `width` characters."""
+    chars = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        chars.append(ALPHABET[digit])
+    if number:
+        raise ValueError("number too large for width")
+    return "".join(reversed(chars))
+
+
+def checksum(body: str) -> str:
+    return base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def scanner_regex(prefix: str) -> str:
+    """The pattern a secret scanner can use to find leaked keys of this deployment."""
+    return rf"\b{re.escape(prefix)}_[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}\b"
+
+
+def generate(prefix: str) -> str:
+    body = f"{prefix}_{base62(secrets.randbelow(62 ** RANDOM_LENGTH), RANDOM_LENGTH)}"
+    return body + checksum(body)
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    prefix: str
+    random: str
+
+    @property
+    def display_start(self) -> str:
+        """Prefix and the first random characters: enough to recognise a key, useless to an attacker."""
+        return f"{self.prefix}_{self.random[:DISPLAY_RANDOM_CHARS]}"
+
+
+def parse(token: str, prefix: str) -> ParsedKey | None:
+    """The key's parts when `token` is well formed for this prefix with a correct checksum, else None."""
+    expected_length = len(prefix) + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
+    if not isinstance(token, str) or len(token) != expected_length or not token.startswith(prefix + "_"):
+        return None
+    body, check = token[:-CHECKSUM_LENGTH], token[-CHECKSUM_LENGTH:]
+    random = body[len(prefix) + 1:]
+    if any(char not in _INDEX for char in random + check):
+        return None
+    if not hmac.compare_digest(checksum(body), check):
+        return None
+    return ParsedKey(prefix=prefix, random=random)
+
+
+def digest(pepper: bytes, token: str) -> str:
+    """What is stored and looked up: HMAC-SHA256 under the pepper, as 64 hex characters."""
+    return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).hexdigest()

@@ -1,0 +1,175 @@
+"""Usage recording without a database write per request.
+
+Each process adds to an in-memory buffer (a lock and a few dict updates); a background thread writes it out every
+USAGE_FLUSH_SECONDS with relative updates (`usage_count = usage_count + k`), so any number of processes add up
+exactly. A flush that fails puts its counts back for the next try. The buffer is flushed at exit too (atexit, and
+the gunicorn config's worker_exit). Failed verifications are audited through the same buffer, which keeps a flood
+of bad keys from turning into a flood of synchronous writes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import String, case, literal, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.audit.models import AuditEvent
+from app.database import UTCDateTime
+from app.keys.models import ApiKey, DailyKeyUsage
+
+log = logging.getLogger(__name__)
+MAX_PENDING_EVENTS = 10_000
+
+
+@dataclass
+class KeyUse:
+    count: int = 0
+    last_used_at: datetime | None = None
+    last_ip: str | None = None
+
+
+@dataclass
+class Pending:
+    uses: dict[int, KeyUse] = field(default_factory=dict)
+    daily: dict[tuple[int, date], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    events: list[dict] = field(default_factory=list)
+    dropped_events: int = 0
+
+    def empty(self) -> bool:
+        return not (self.uses or self.daily or self.events)
+
+
+class UsageBuffer:
+    def __init__(self, app, interval: float) -> None:
+        self._app = app
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending = Pending()
+        self._thread_pid: int | None = None
+        self._stop = threading.Event()
+        atexit.register(self._flush_at_exit)
+
+    # -- recording (hot path) ------------------------------------------------------------------------------------
+
+    def record_use(self, key_id: int, at: datetime, ip: str | None) -> None:
+        with self._lock:
+            use = self._pending.uses.setdefault(key_id, KeyUse())
+            use.count += 1
+            if use.last_used_at is None or at >= use.last_used_at:
+                use.last_used_at, use.last_ip = at, ip
+            self._pending.daily[(key_id, at.date())][0] += 1
+        self._ensure_thread()
+
+    def record_failure(self, event: dict, key_id: int | None, at: datetime) -> None:
+        with self._lock:
+            if key_id is not None:
+                self._pending.daily[(key_id, at.date())][1] += 1
+            if len(self._pending.events) < MAX_PENDING_EVENTS:
+                self._pending.events.append({**event, "created_at": at})
+            else:
+                self._pending.dropped_events += 1
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        # Threads do not survive fork: each gunicorn worker starts its own flusher on first use.
+        if self._thread_pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread_pid == os.getpid():
+                return
+            self._thread_pid = os.getpid()
+            self._stop = threading.Event()
+            threading.Thread(target=self._run, name="keyfob-usage-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.wait(self._interval):
+            try:
+                self.flush()
+            except Exception:  # keep the flusher alive; the counts stay buffered for the next round
+                log.exception("usage flush failed; will retry")
+
+    def _flush_at_exit(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            log.exception("usage flush at exit failed: %d key uses lost", self.pending_uses())
+
+    def pending_uses(self) -> int:
+        with self._lock:
+            return sum(use.count for use in self._pending.uses.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.flush()
+
+    # -- flushing ------------------------------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write everything buffered so far. Returns the number of key uses written."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, Pending()
+            if pending.empty():
+                return 0
+            try:
+                with self._app.app_context():
+                    self._write(pending)
+            except Exception:
+                self._put_back(pending)
+                raise
+            if pending.dropped_events:
+                log.warning("audit buffer was full: %d failed-verification events not recorded",
+                            pending.dropped_events)
+            return sum(use.count for use in pending.uses.values())
+
+    def _write(self, pending: Pending) -> None:
+        from app.extensions import db
+
+        with db.engine.begin() as connection:
+            for key_id, use in sorted(pending.uses.items()):
+                at, ip = literal(use.last_used_at, UTCDateTime()), literal(use.last_ip, String())
+                # Another process may have written a later use already: keep whichever is newest.
+                newer = ApiKey.last_used_at.is_(None) | (ApiKey.last_used_at < at)
+                connection.execute(
+                    update(ApiKey).where(ApiKey.id == key_id).values(
+                        usage_count=ApiKey.usage_count + use.count,
+                        last_used_at=case((newer, at), else_=ApiKey.last_used_at),
+                        last_used_ip=case((newer, ip), else_=ApiKey.last_used_ip),
+                    )
+                )
+            if pending.daily:
+                rows = [{"key_id": key_id, "day": day, "requests": counts[0], "failures": counts[1]}
+                        for (key_id, day), counts in sorted(pending.daily.items())]
+                insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+                statement = insert(DailyKeyUsage)
+                connection.execute(statement.on_conflict_do_update(
+                    index_elements=["key_id", "day"],
+                    set_={"requests": DailyKeyUsage.requests + statement.excluded.requests,
+                          "failures": DailyKeyUsage.failures + statement.excluded.failures},
+                ), rows)
+            if pending.events:
+                connection.execute(AuditEvent.__table__.insert(), pending.events)
+
+    def _put_back(self, pending: Pending) -> None:
+        with self._lock:
+            current = self._pending
+            for key_id, use in pending.uses.items():
+                merged = current.uses.setdefault(key_id, KeyUse())
+                merged.count += use.count
+                if merged.last_used_at is None or (use.last_used_at and use.last_used_at > merged.last_used_at):
+                    merged.last_used_at, merged.last_ip = use.last_used_at, use.last_ip
+            for day_key, counts in pending.daily.items():
+                current.daily[day_key][0] += counts[0]
+                current.daily[day_key][1] += counts[1]
+            room = MAX_PENDING_EVENTS - len(current.events)
+            current.events[:0] = pending.events[:room]
+            current.dropped_events += pending.dropped_events + max(0, len(pending.events) - room)

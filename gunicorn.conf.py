@@ -1,0 +1,17 @@
+"""gunicorn settings for Keyfob: `gunicorn -c gunicorn.conf.py wsgi:app` (what `make serve` runs)."""
+
+import os
+
+bind = os.environ.get("KEYFOB_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+graceful_timeout = 30
+accesslog = "-"
+# Never log query strings: a client that wrongly puts a key in a URL must not have it written to disk.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+
+
+def worker_exit(server, worker):
+    """Write the worker's buffered usage counts before it goes (graceful stop, restart, max-requests)."""
+    usage = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("keyfob.usage")
+    if usage is not None:
+        usage.stop()
