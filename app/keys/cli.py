@@ -66,7 +66,9 @@ def create_key(email, name, description, scopes, expires_in_days, no_expiry, rat
     if no_expiry:
         expires_at = None
     else:
-        days = expires_in_days if expires_in_days is not None else min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)
+        days = expires_in_days
+        if days is None:
+            days = min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)
         expires_at = now + timedelta(days=days)
     try:
         key, token = service.create(owner, name, scopes, expires_at, actor=Actor.cli(), description=description,
