@@ -39,20 +39,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
 
     from app.errors import init_error_handlers
+    from app.htmx import init_htmx
     from app.security_headers import init_security_headers
     from app.templating import init_templating
 
     init_error_handlers(app)
     init_security_headers(app)
     init_templating(app)
+    init_htmx(app)
 
-    from app import api, auth, health
+    from app import api, auth, dashboard, health
     from app.accounts.cli import users_cli
     from app.keys.cli import keys_cli
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     return app

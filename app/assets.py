@@ -46,6 +46,8 @@ HTMX_CONFIG = {
     "responseHandling": [
         {"code": "204", "swap": False},
         {"code": "[23]..", "swap": True},
-        {"code": "[45]..", "swap": True, "error": True},
+        # A 4xx answer is a page meant for the person (a form with its errors, "not found"): swap it quietly.
+        {"code": "4..", "swap": True, "error": False},
+        {"code": "5..", "swap": True, "error": True},
     ],
 }

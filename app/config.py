@@ -164,6 +164,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Optional static key for one trusted service, accepted besides the issued keys (compared in constant "
             "time). Off when unset; 32+ characters."),
     Setting("SERVICE_API_KEY_SCOPES", "", _scope_list, "Space-separated scopes of `SERVICE_API_KEY`."),
+    Setting("RENEWAL_WARNING_DAYS", "14", _at_least_one,
+            "Keys expiring within this many days are listed at the top of the dashboard for renewal."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
             "How often each process writes its buffered usage counts to the database."),
 )

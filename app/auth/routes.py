@@ -54,7 +54,7 @@ def _form_page(template: str, form, status: int | None = None, headers: dict | N
 
 @bp.get("/")
 def index():
-    return redirect(url_for("auth.account" if current_user.is_authenticated else "auth.login"))
+    return redirect(url_for("keys.index" if current_user.is_authenticated else "auth.login"))
 
 
 @bp.route("/register", methods=["GET", "POST"])

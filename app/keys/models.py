@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -44,6 +44,9 @@ class ApiKey(db.Model):
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
+    # A person's key list is read newest first, a page at a time, even with 10,000 keys.
+    __table_args__ = (Index("ix_api_keys_user_id_created_at", "user_id", "created_at"),)
+
     @property
     def scopes(self) -> tuple[str, ...]:
         return scope_text.from_text(self.scope_text)
@@ -63,6 +66,13 @@ class ApiKey(db.Model):
         if self.suspended_until is not None and self.suspended_until > now:
             return "suspended"
         return "active"
+
+    def badge(self, now: datetime, warning_days: int) -> str:
+        """status(), with "expiring" for an active key that expires within `warning_days`."""
+        status = self.status(now)
+        if status == "active" and self.expires_at is not None and self.expires_at <= now + timedelta(days=warning_days):
+            return "expiring"
+        return status
 
     def __repr__(self) -> str:
         return f"<ApiKey {self.id} {self.display_start}>"

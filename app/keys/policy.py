@@ -119,3 +119,11 @@ def clean_limit(value: int | str | None, field: str, upper: int) -> int | None:
     if not 1 <= number <= upper:
         raise KeyInputError(field, f"Must be between 1 and {upper:,}.")
     return number
+
+
+def renewed_expiry(created_at: datetime, expires_at: datetime | None, now: datetime, max_days: int) -> datetime:
+    """Where a one-click renewal moves the expiry: the key's original lifetime again from now, within the policy.
+    A key that never expired gets the longest lifetime allowed."""
+    longest = timedelta(days=max_days)
+    lifetime = longest if expires_at is None else min(max(expires_at - created_at, timedelta(days=1)), longest)
+    return now + lifetime

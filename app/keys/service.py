@@ -277,10 +277,10 @@ def lift_suspension(key: ApiKey, *, actor: Actor) -> None:
     _commit()
 
 
-def expiring(owner: User, within_days: int, *, expired_within_days: int = 0,
-             now: datetime | None = None) -> list[ApiKey]:
+def expiring(owner: User, within_days: int, *, expired_within_days: int = 0, now: datetime | None = None,
+             limit: int | None = None) -> list[ApiKey]:
     """The owner's unrevoked keys expiring in the next `within_days` days (and, optionally, those that expired in
-    the last `expired_within_days`), soonest first: the renewal-warning list."""
+    the last `expired_within_days`), soonest first, at most `limit`: the renewal-warning list."""
     now = now or utcnow()
     return list(db.session.scalars(
         select(ApiKey)
@@ -288,6 +288,7 @@ def expiring(owner: User, within_days: int, *, expired_within_days: int = 0,
                ApiKey.expires_at <= now + timedelta(days=within_days),
                ApiKey.expires_at > now - timedelta(days=expired_within_days))
         .order_by(ApiKey.expires_at, ApiKey.id)
+        .limit(limit)
     ))
 
 

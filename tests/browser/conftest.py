@@ -134,12 +134,13 @@ def new_page(browser: Browser, htmx_js: bytes, live_server: str,
         route.fulfill(status=200, body=htmx_js, content_type="application/javascript",
                       headers={"Access-Control-Allow-Origin": "*"})
 
-    # A form with errors answers 422 (429 when throttled) on purpose; Chromium logs any 4xx page as a console
-    # error, which is no problem when the page itself was the answer. A 4xx script or stylesheet still counts.
+    # A form with errors answers 422 (429 when throttled, 409 for a refused action) on purpose; Chromium logs any
+    # 4xx page as a console error, which is no problem when the page or the htmx fragment was the answer. A 4xx
+    # script or stylesheet still counts.
     refused_pages: set[str] = set()
 
     def on_response(response: Response) -> None:
-        if response.request.resource_type == "document" and 400 <= response.status < 500:
+        if response.request.resource_type in ("document", "xhr", "fetch") and 400 <= response.status < 500:
             refused_pages.add(response.url)
 
     def on_console(message: ConsoleMessage) -> None:

@@ -182,7 +182,7 @@ def test_signed_in_user_visiting_login_goes_home(client, auth, user):
 def test_index_sends_visitors_to_login_and_members_to_their_account(client, auth, user):
     assert client.get("/").headers["Location"] == "/login"
     auth.login()
-    assert client.get("/").headers["Location"] == "/account"
+    assert client.get("/").headers["Location"] == "/keys/"
 
 
 @pytest.mark.parametrize("path,data", [
