@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from app.keys.queries import DayUsage
 
 WIDTH, HEIGHT = 720, 200
-LEFT, BOTTOM, TOP = 44, 22, 10
+LEFT, RIGHT, BOTTOM, TOP = 44, 24, 22, 10
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def stacked_daily_chart(days: Sequence[DayUsage]) -> Chart:
     """Valid requests with failed verifications stacked on top, one bar per day."""
     top = _nice_ceiling(max((day.requests + day.failures for day in days), default=0) or 1)
     plot_height = HEIGHT - BOTTOM - TOP
-    slot = (WIDTH - LEFT) / max(len(days), 1)
+    slot = (WIDTH - LEFT - RIGHT) / max(len(days), 1)
     scale = plot_height / top
     bars = []
     for index, day in enumerate(days):
@@ -69,5 +69,6 @@ def stacked_daily_chart(days: Sequence[DayUsage]) -> Chart:
             failed_y=baseline - valid_height - failed_height, failed_height=failed_height,
             label=day.day.strftime("%d %b") if (len(days) - 1 - index) % 7 == 0 else None,
         ))
-    ticks = [(HEIGHT - BOTTOM - plot_height * fraction, round(top * fraction)) for fraction in (0, 0.5, 1)]
+    values = [0, top // 2, top] if top % 2 == 0 else [0, top]  # only whole numbers on the axis
+    ticks = [(HEIGHT - BOTTOM - plot_height * value / top, value) for value in values]
     return Chart(bars, ticks)

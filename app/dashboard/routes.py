@@ -27,6 +27,7 @@ from app.keys.service import KeyStateError
 RENEWAL_LIST_LIMIT = 20
 EXPIRED_SHOWN_DAYS = 30
 CHART_DAYS = 30
+MIN_RENEWAL_DAYS = 30
 LIST_FILTERS = ("live", *queries.STATUSES)
 
 
@@ -51,6 +52,12 @@ def _actor() -> Actor:
 
 def _warning_days() -> int:
     return current_app.config["RENEWAL_WARNING_DAYS"]
+
+
+def _renewed_expiry(key: ApiKey, now):
+    """One-click renewal: the original lifetime again, and at least long enough to leave the renewal list."""
+    return policy.renewed_expiry(key.created_at, key.expires_at, now, service.settings().max_lifetime_days,
+                                 max(MIN_RENEWAL_DAYS, 2 * _warning_days()))
 
 
 def _back(form, default: str | None = None) -> str:
@@ -147,8 +154,7 @@ def _detail_page(key: ApiKey, *, settings_form=None, rotate_form=None, status: i
         settings_form=settings_form or _settings_form(key, submitted=False),
         rotate_form=rotate_form or RotateForm(formdata=None), action_form=ActionForm(formdata=None),
         revoke_form=RevokeForm(formdata=None), warning_days=_warning_days(),
-        renewed_expiry=policy.renewed_expiry(key.created_at, key.expires_at, now,
-                                             service.settings().max_lifetime_days),
+        renewed_expiry=_renewed_expiry(key, now),
     ), status
 
 
@@ -221,8 +227,7 @@ def renew(key_id: int):
         abort(400)
     now = utcnow()
     try:
-        service.renew(key, policy.renewed_expiry(key.created_at, key.expires_at, now,
-                                                 service.settings().max_lifetime_days), actor=_actor(), now=now)
+        service.renew(key, _renewed_expiry(key, now), actor=_actor(), now=now)
     except KeyStateError as error:
         return _state_refused(form, key, error, "keys/_renewal_update.html")
     return _after_change(form, key, f"Renewed {key.name}: it now expires on {key.expires_at:%d %b %Y}.",

@@ -121,9 +121,10 @@ def clean_limit(value: int | str | None, field: str, upper: int) -> int | None:
     return number
 
 
-def renewed_expiry(created_at: datetime, expires_at: datetime | None, now: datetime, max_days: int) -> datetime:
-    """Where a one-click renewal moves the expiry: the key's original lifetime again from now, within the policy.
-    A key that never expired gets the longest lifetime allowed."""
+def renewed_expiry(created_at: datetime, expires_at: datetime | None, now: datetime, max_days: int,
+                   min_days: int) -> datetime:
+    """Where a one-click renewal moves the expiry: the key's original lifetime again from now, at least `min_days`
+    (so a renewed key leaves the renewal list) and at most `max_days`. A key that never expired gets `max_days`."""
     longest = timedelta(days=max_days)
-    lifetime = longest if expires_at is None else min(max(expires_at - created_at, timedelta(days=1)), longest)
-    return now + lifetime
+    lifetime = longest if expires_at is None else expires_at - created_at
+    return now + min(max(lifetime, timedelta(days=min_days)), longest)

@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import PASSWORD
+from tests.browser.people import htmx_is_running, log_in, log_out, register, screenshot
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
-
-
-def register(page: Page, base_url: str, email: str, password: str = PASSWORD, confirm: str | None = None) -> None:
-    page.goto(f"{base_url}/register")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_label("Repeat password").fill(password if confirm is None else confirm)
-    page.get_by_role("button", name="Create account").click()
-
-
-def log_in(page: Page, base_url: str, email: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base_url}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
-
-
-def log_out(page: Page) -> None:
-    page.get_by_role("button", name="Log out").click()
-    # The boosted form answers in the background: wait for it, or the next page load races its new session cookie.
-    expect(page.get_by_role("status")).to_have_text("You have logged out.")
 
 
 def test_register_log_out_log_in_and_log_out_again(page: Page, live_server: str, page_problems: list[str]):
@@ -42,7 +18,7 @@ def test_register_log_out_log_in_and_log_out_again(page: Page, live_server: str,
     expect(page.get_by_role("heading", name="Your API keys")).to_be_visible()
     expect(page.get_by_role("navigation", name="Main")).to_contain_text("grace@example.com")
     expect(page.get_by_role("status")).to_have_text("Welcome to Keyfob. Your account is ready.")
-    assert page.evaluate("typeof window.htmx") == "object", "htmx did not load (SRI mismatch or blocked by CSP?)"
+    assert htmx_is_running(page), "htmx did not load (SRI mismatch or blocked by CSP?)"
 
     log_out(page)
     expect(page).to_have_url(f"{live_server}/login")
@@ -71,7 +47,7 @@ def test_a_common_password_is_refused_next_to_the_field(page: Page, live_server:
     expect(error).to_contain_text("most common passwords")
     expect(password).to_have_accessible_description(re.compile("most common passwords"))
     expect(page.get_by_label("Email")).to_have_value("common@example.com")
-    assert page.evaluate("typeof window.htmx") == "object"
+    assert htmx_is_running(page)
     assert page_problems == []
 
 
@@ -99,15 +75,14 @@ def test_a_wrong_password_is_refused(page: Page, live_server: str, page_problems
 
 
 def test_screenshots_for_the_readme(page: Page, live_server: str, page_problems: list[str]):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{live_server}/login")
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    page.screenshot(path=SCREENSHOTS / "login.png")
+    screenshot(page, "login")
 
     register(page, live_server, "ada@example.com")
     expect(page).to_have_url(f"{live_server}/keys/")
     page.get_by_role("link", name="ada@example.com").click()
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     expect(page.locator(".facts")).to_contain_text("ada@example.com")
-    page.screenshot(path=SCREENSHOTS / "account.png")
+    screenshot(page, "account")
     assert page_problems == []

@@ -19,6 +19,7 @@ from app.keys.policy import (
     clean_networks,
     clean_reason,
     ip_allowed,
+    renewed_expiry,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -283,3 +284,22 @@ def test_non_whole_numbers_are_refused(value):
 def test_infinite_limits_are_refused_with_key_input_error(value):
     with pytest.raises(KeyInputError):
         clean_limit(value, "rate_limit", 1000)
+
+
+# -- renewal -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lifetime_days", "expected_days"), [
+    (90, 90),     # the original lifetime again
+    (3, 30),      # at least the minimum, so the key leaves the renewal list
+    (30, 30),
+    (400, 365),   # never past the policy
+])
+def test_renewal_gives_the_original_lifetime_within_bounds(lifetime_days, expected_days):
+    created = NOW - timedelta(days=lifetime_days - 2)
+    renewed = renewed_expiry(created, created + timedelta(days=lifetime_days), NOW, max_days=365, min_days=30)
+    assert renewed == NOW + timedelta(days=expected_days)
+
+
+def test_renewing_a_key_without_expiry_gives_the_longest_lifetime():
+    assert renewed_expiry(NOW, None, NOW, max_days=200, min_days=30) == NOW + timedelta(days=200)
