@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from dataclasses import FrozenInstanceError
 from datetime import datetime, timedelta
 
 import pytest
@@ -285,6 +287,57 @@ def test_a_revoke_applies_to_the_very_next_request(app, client, user):
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 401
 
 
+def _set_key_columns(app, key_id, **values):
+    with app.app_context():
+        db.session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(**values))
+        db.session.commit()
+
+
+@pytest.mark.parametrize("change", ["revoke", "disable", "expire", "suspend", "deactivate owner"])
+def test_a_change_made_by_another_process_applies_to_the_next_request(apps, change):
+    serving, other = apps("shared"), apps("shared")  # two apps on one database file, as two processes
+    user = add_user(serving)
+    key_id, token = new_key(serving, user)
+    client = serving.test_client()
+    assert [client.get(WHOAMI, headers=bearer(token)).status_code for _ in range(3)] == [200] * 3
+    past, future = utcnow() - timedelta(seconds=1), utcnow() + timedelta(hours=1)
+    if change == "revoke":
+        act_on_key(other, key_id, service.revoke)
+    elif change == "disable":
+        act_on_key(other, key_id, service.disable)
+    elif change == "expire":
+        _set_key_columns(other, key_id, expires_at=past)
+    elif change == "suspend":
+        _set_key_columns(other, key_id, suspended_until=future)
+    else:
+        with other.app_context():
+            db.session.execute(sa.text("UPDATE users SET is_active = 0 WHERE id = :id"), {"id": user})
+            db.session.commit()
+    assert client.get(WHOAMI, headers=bearer(token)).status_code == 401
+    if change == "disable":
+        act_on_key(other, key_id, service.enable)
+        assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
+
+
+def test_verify_returns_a_frozen_record_of_the_key(app, user):
+    now = utcnow()
+    key_id, token = new_key(app, user, name="billing sync", scopes=["write:data", "read:data"], now=now,
+                            allowed_ips=["10.0.0.0/8", "2001:db8::/32"], rate_limit=600, remaining_uses=5)
+    with app.app_context():
+        result = service.verify(token, ["read:data"], client_ip="10.1.2.3", now=now)
+    assert result.ok
+    key = result.key
+    assert isinstance(key, service.VerifiedKey)
+    assert (key.id, key.user_id, key.name, key.display_start) == (key_id, user, "billing sync", token[:9])
+    assert key.scopes == ("read:data", "write:data")
+    assert key.allowed_ips == ("10.0.0.0/8", "2001:db8::/32")
+    assert key.expires_at == now + timedelta(days=30) and key.expires_at.tzinfo is not None
+    assert (key.rate_limit, key.remaining_uses) == (600, 5)  # the quota as read, before this use
+    assert load_key(app, key_id).remaining_uses == 4
+    with pytest.raises(FrozenInstanceError):
+        key.scopes = ("keys:write",)
+
+
 # -- cost and robustness -------------------------------------------------------------------------------------------
 
 def _queries_during(app, request):
@@ -334,6 +387,76 @@ def test_no_authorization_header_value_causes_a_server_error(fuzz_client, value)
     body = response.get_json()
     assert isinstance(body, dict)
     assert response.status_code == 200 or body["error"] in {"missing_token", "invalid_token"}
+
+
+LOOKUP_SQL = "FROM api_keys JOIN users"
+
+
+def test_verifying_a_valid_key_costs_one_query(app, user):
+    _, token = new_key(app, user)
+    with app.app_context():
+        result, queries = _queries_during(app, lambda: service.verify(token))
+    assert result.ok
+    assert len(queries) == 1 and LOOKUP_SQL in queries[0]
+
+
+class _FlakyDriver:
+    """Makes the database driver raise `message` for the next `failures` key lookups, counting every attempt."""
+
+    def __init__(self, dialect, failures: int, message: str) -> None:
+        self.failures, self.message, self.attempts = failures, message, 0
+        self._execute = dialect.do_execute
+
+    def __call__(self, cursor, statement, parameters, context=None):
+        if LOOKUP_SQL not in statement:
+            return self._execute(cursor, statement, parameters, context)
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise sqlite3.OperationalError(self.message)
+        return self._execute(cursor, statement, parameters, context)
+
+
+@pytest.fixture
+def flaky(app, monkeypatch):
+    sleeps: list[float] = []
+    monkeypatch.setattr(service.time, "sleep", sleeps.append)
+
+    def install(failures: int, message: str = "database is locked") -> tuple[_FlakyDriver, list[float]]:
+        with app.app_context():
+            dialect = db.engine.dialect
+        driver = _FlakyDriver(dialect, failures, message)
+        monkeypatch.setattr(dialect, "do_execute", driver)
+        return driver, sleeps
+
+    return install
+
+
+def test_a_database_blip_during_the_lookup_is_retried_with_backoff(app, client, user, flaky):
+    _, token = new_key(app, user)
+    driver, sleeps = flaky(failures=2)
+    assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
+    assert driver.attempts == 3
+    assert sleeps == [service.LOOKUP_BACKOFF_SECONDS, service.LOOKUP_BACKOFF_SECONDS * 2]
+
+
+def test_a_lasting_outage_during_the_lookup_answers_503_after_the_retries(app, client, user, flaky):
+    _, token = new_key(app, user)
+    driver, sleeps = flaky(failures=service.LOOKUP_ATTEMPTS)
+    response = client.get(WHOAMI, headers=bearer(token))
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "service_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    assert driver.attempts == service.LOOKUP_ATTEMPTS and len(sleeps) == service.LOOKUP_ATTEMPTS - 1
+    assert client.get(WHOAMI, headers=bearer(token)).status_code == 200  # the pool recovers
+
+
+def test_an_sql_error_during_the_lookup_is_not_retried(app, client, user, flaky):
+    _, token = new_key(app, user)
+    driver, sleeps = flaky(failures=1, message="no such column: api_keys.nothing")
+    response = client.get(WHOAMI, headers=bearer(token))
+    assert response.status_code == 500
+    assert response.get_json()["error"] == "internal_error"
+    assert (driver.attempts, sleeps) == (1, [])
 
 
 def test_an_unreachable_database_answers_503_not_500(tmp_path):
