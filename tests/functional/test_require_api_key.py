@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
+from app.accounts.models import User
 from app.api.decorator import require_api_key
 from app.database import utcnow
 from app.extensions import db
@@ -38,10 +39,20 @@ from tests.support import app_config
 REALM = 'Bearer realm="keyfob"'
 WRITE = "/api/v1/test/write"
 READ_WRITE = "/api/v1/test/read-write"
+OWNER = "/api/v1/test/owner"
 
 
 def _echo():
     return {"key": g.api_key.display_start, "owner": g.api_owner.id if g.api_owner else None}
+
+
+def _owner():
+    """Uses g.api_owner the ways a view would: attributes (twice), truth, isinstance and the object itself."""
+    if g.api_owner is None:
+        return {"owner": None}
+    return {"email": g.api_owner.email, "id": g.api_owner.id, "truthy": bool(g.api_owner),
+            "is_user": isinstance(g.api_owner, User),
+            "object": type(g.api_owner._get_current_object()).__name__}
 
 
 def with_test_routes(app):
@@ -49,6 +60,7 @@ def with_test_routes(app):
     app.add_url_rule(WRITE, endpoint="test_write", view_func=require_api_key("write:data")(_echo))
     app.add_url_rule(READ_WRITE, endpoint="test_read_write",
                      view_func=require_api_key("read:data", "write:data")(_echo))
+    app.add_url_rule(OWNER, endpoint="test_owner", view_func=require_api_key()(_owner))
     return app
 
 
@@ -85,6 +97,14 @@ def test_no_bearer_token_is_401_missing_token(client, headers):
     body = response.get_json()
     assert body["error"] == "missing_token" and "Authorization: Bearer" in body["message"]
     assert set(body) == {"error", "message"}
+
+
+def test_other_query_parameters_are_no_reason_to_refuse(app, client, user):
+    _, token = new_key(app, user)
+    response = client.get(WHOAMI, query_string={"page": "2", "keys": "all"}, headers=bearer(token))
+    assert response.status_code == 200
+    response = client.get(WHOAMI, query_string={"page": "2", "token": "x"}, headers=bearer(token))
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize("parameter", ["api_key", "access_token", "apikey", "key", "token"])
@@ -398,6 +418,36 @@ def test_verifying_a_valid_key_costs_one_query(app, user):
         result, queries = _queries_during(app, lambda: service.verify(token))
     assert result.ok
     assert len(queries) == 1 and LOOKUP_SQL in queries[0]
+
+
+def test_whoami_costs_one_query_and_never_loads_the_owner(app, client, user):
+    _, token = new_key(app, user)
+    response, queries = _queries_during(app, lambda: client.get(WHOAMI, headers=bearer(token)))
+    assert response.status_code == 200
+    assert len(queries) == 1 and LOOKUP_SQL in queries[0]
+
+
+def test_g_api_owner_is_the_owner_loaded_once_when_a_view_uses_it(app, client, user):
+    _, token = new_key(app, user)
+    response, queries = _queries_during(app, lambda: client.get(OWNER, headers=bearer(token)))
+    assert response.status_code == 200
+    assert response.get_json() == {"email": "ada@example.com", "id": user, "truthy": True, "is_user": True,
+                                   "object": "User"}
+    assert len(queries) == 2
+    assert LOOKUP_SQL in queries[0] and "FROM users" in queries[1] and "api_keys" not in queries[1]
+    # The next request loads the owner afresh: nothing is kept between requests.
+    with app.app_context():
+        db.session.execute(sa.text("UPDATE users SET email = 'ada@example.org' WHERE id = :id"), {"id": user})
+        db.session.commit()
+    assert client.get(OWNER, headers=bearer(token)).get_json()["email"] == "ada@example.org"
+
+
+def test_the_service_key_has_no_owner_and_costs_no_query(apps):
+    app = with_test_routes(apps(SERVICE_API_KEY="s" * 40))
+    response, queries = _queries_during(app, lambda: app.test_client().get(OWNER, headers=bearer("s" * 40)))
+    assert response.status_code == 200
+    assert response.get_json() == {"owner": None}
+    assert queries == []
 
 
 class _FlakyDriver:
