@@ -1,6 +1,7 @@
 """gunicorn settings for Keyfob: `gunicorn -c gunicorn.conf.py wsgi:app` (what `make serve` runs)."""
 
 import os
+from pathlib import Path
 
 bind = os.environ.get("KEYFOB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -15,3 +16,14 @@ def worker_exit(server, worker):
     usage = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("keyfob.usage")
     if usage is not None:
         usage.stop()
+
+
+def on_starting(server):
+    """Check the settings once in the master, before any worker forks: a bad one stops gunicorn with one line.
+    (A worker failing to load the app also stops it, but gunicorn then sometimes prints its own traceback.)"""
+    from app.config import ConfigError, exit_for, load_settings, read_environment
+
+    try:
+        load_settings(read_environment(os.environ, Path.cwd() / ".env"))
+    except ConfigError as error:
+        exit_for(error)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import limits
 from dotenv import dotenv_values
@@ -29,6 +30,16 @@ OWASP_ARGON2_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5
 
 class ConfigError(Exception):
     """A setting is missing or malformed; str() is one line that names it."""
+
+
+# gunicorn's "application failed to load" status: its master stops instead of respawning workers that cannot boot.
+CONFIG_ERROR_EXIT = 4
+
+
+def exit_for(error: ConfigError) -> NoReturn:
+    """Stop the process with one clear line instead of a traceback: the operator needs the setting, not our stack."""
+    print(f"keyfob: configuration error: {error}", file=sys.stderr)
+    raise SystemExit(CONFIG_ERROR_EXIT) from None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional, Val
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.keys import policy
+from app.keys.policy import KeyInputError
+from app.keys.scopes import UnknownScopeError, normalise_scopes
 from app.keys.service import GRACE_PERIODS
 
 EXPIRY_PRESETS = (7, 30, 90, 365)
@@ -61,6 +63,19 @@ class KeySettingsForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.scopes.choices = [SelectChoice(name, name) for name in catalogue]
         self.scope_descriptions = catalogue
+
+    # The key core checks these again; checking them here too shows every mistake at once, not one per try.
+    def validate_scopes(self, field) -> None:
+        try:
+            normalise_scopes(field.data or (), self.scope_descriptions)
+        except UnknownScopeError as error:
+            raise ValidationError(str(error)) from None
+
+    def validate_allowed_ips(self, field) -> None:
+        try:
+            policy.clean_networks(field.data)
+        except KeyInputError as error:
+            raise ValidationError(error.message) from None
 
 
 class CreateKeyForm(KeySettingsForm):

@@ -200,9 +200,11 @@ def rotate(key_id: int):
     return _detail_page(key, rotate_form=form, status=422)
 
 
-def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int = 200, category: str = "success"):
+def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int = 200, category: str = "success",
+                  refresh_lists: bool = False):
     """Answer a changed key: htmx gets `fragment` plus the renewal list and flashes out of band; a plain form POST
-    is sent back where it came from."""
+    is sent back where it came from. `refresh_lists` asks the page's key table to reload itself, for a change made
+    outside it (a renewal from the renewal list); a row action swaps its own row instead."""
     flash(message, category)
     if not is_htmx():
         return redirect(_back(form, url_for("keys.detail", key_id=key.id)))
@@ -210,8 +212,8 @@ def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int
     response = make_response(render_template(
         fragment, key=key, now=now, renewal_keys=_renewal_keys(now), action_form=ActionForm(),
         warning_days=_warning_days()), status)
-    # Other lists on the page (the key table) refresh themselves when they hear this.
-    response.headers["HX-Trigger"] = "keys-changed"
+    if refresh_lists:
+        response.headers["HX-Trigger"] = "keys-changed"
     return response
 
 
@@ -231,7 +233,7 @@ def renew(key_id: int):
     except KeyStateError as error:
         return _state_refused(form, key, error, "keys/_renewal_update.html")
     return _after_change(form, key, f"Renewed {key.name}: it now expires on {key.expires_at:%d %b %Y}.",
-                         fragment="keys/_renewal_update.html")
+                         fragment="keys/_renewal_update.html", refresh_lists=True)
 
 
 def _switch(key_id: int, disabled: bool):

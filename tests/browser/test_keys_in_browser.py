@@ -192,3 +192,31 @@ def test_screenshot_of_the_create_form(page: Page, live_server: str, page_proble
     page.get_by_role("checkbox", name="read:data").check()
     screenshot(page, "key-create", full_page=True)
     assert page_problems == []
+
+
+def test_create_errors_show_next_to_the_field_with_javascript(page: Page, live_server: str, page_problems: list[str]):
+    register(page, live_server, "errors@example.com")
+    page.goto(f"{live_server}/keys/new")
+    assert htmx_is_running(page)
+    page.get_by_label("Name").fill("typo")
+    page.get_by_label("Allowed IP addresses").fill("10.0.0.300")
+    page.get_by_label("Rate limit").fill("0")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_label("Allowed IP addresses")).to_have_accessible_description(
+        re.compile("is not an IP address"))
+    expect(page.locator("#rate_limit-error")).to_contain_text("between 1 and")
+    expect(page.get_by_label("Name")).to_have_value("typo")
+    assert page_problems == []
+
+
+def test_the_key_list_fits_a_phone(new_page, live_server: str, page_problems: list[str]):
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    register(page, live_server, "phone@example.com")
+    create_key(page, live_server, "pocket key", ["read:data", "write:data"])
+    page.goto(f"{live_server}/keys/")
+    row = page.get_by_role("row", name=re.compile("pocket key"))
+    expect(row.get_by_role("button", name="Disable pocket key")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"
+    page.keyboard.press("Tab")  # keyboard use: focus lands on something visible, with a visible outline
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    assert page_problems == []

@@ -133,6 +133,7 @@ def test_disable_through_htmx_swaps_the_row_and_updates_the_rest_out_of_band(app
     assert 'id="renewal-list" class="card renewal" aria-labelledby="renewal-heading" hx-swap-oob="true"' in html
     assert 'id="flashes" class="flashes" aria-live="polite" hx-swap-oob="true"' in html
     assert "HX-Request" in response.headers["Vary"]
+    assert "HX-Trigger" not in response.headers  # the row swaps itself; the table does not reload under it
 
 
 def test_revoke_without_javascript_asks_on_a_page_first(app, client, signed_in):

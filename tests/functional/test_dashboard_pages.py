@@ -233,3 +233,22 @@ def test_htmx_gets_the_list_fragment_and_every_answer_varies_on_hx_request(clien
     assert "<html" in page_text(client.get("/keys/", headers={"HX-Request": "true",
                                                               "HX-History-Restore-Request": "true"}))
     assert "<html" in page_text(client.get("/keys/", headers={"HX-Request": "true", "HX-Boosted": "true"}))
+
+
+def test_every_mistake_is_shown_at_once(app, client, signed_in):
+    html = page_text(create_form(client, name="", scopes=["nope:scope"], allowed_ips="10.0.0.300", rate_limit="0"))
+    for field_id in ("name", "scopes", "allowed_ips", "rate_limit"):
+        assert f'id="{field_id}-error"' in html, field_id
+    assert count(app, "api_keys") == 0
+
+
+def test_ten_thousand_keys_still_give_one_small_page(app, client, signed_in):
+    _bulk_keys(app, signed_in, 10_000)
+    html = page_text(client.get("/keys/?page=200"))
+    assert html.count('<tr id="key-') == 25
+    assert "Page 200 of 400 (10,000 keys)" in html
+    with app.app_context():
+        plan = " ".join(str(row) for row in db.session.execute(sa.text(
+            "EXPLAIN QUERY PLAN SELECT id FROM api_keys WHERE user_id = :u ORDER BY created_at DESC, id DESC "
+            "LIMIT 25 OFFSET 4975"), {"u": signed_in}))
+    assert "ix_api_keys_user_id_created_at" in plan
