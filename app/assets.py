@@ -1,12 +1,11 @@
 """Third-party scripts the pages load from a CDN: pinned versions with Subresource Integrity hashes.
 
-The CSP's script-src names exactly these origins, so adding a script here is the one place to do it.
+The CSP's script-src names exactly these URLs, so adding a script here is the one place to do it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -19,11 +18,6 @@ class CdnScript:
     @property
     def url(self) -> str:
         return f"https://cdn.jsdelivr.net/npm/{self.package}@{self.version}/{self.path}"
-
-    @property
-    def origin(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
 
 
 HTMX = CdnScript(

@@ -50,11 +50,16 @@ class Setting:
     help: str
 
 
-def _positive_int(value: Any) -> int:
-    number = int(str(value).strip())
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
+def _whole(low: int, high: int) -> Callable[[Any], int]:
+    """A parser for a whole number from low to high: bounds keep absurd values from overflowing far from here."""
+
+    def parse(value: Any) -> int:
+        number = int(str(value).strip())
+        if not low <= number <= high:
+            raise ValueError(f"must be a whole number from {low:,} to {high:,}")
+        return number
+
+    return parse
 
 
 def _environment(value: Any) -> str:
@@ -96,13 +101,6 @@ def _boolean(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
-def _at_least_one(value: Any) -> int:
-    number = _positive_int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
 def _seconds(value: Any) -> float:
     number = float(str(value).strip())
     if not 0 < number <= 3600:
@@ -140,7 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
             "mean PostgreSQL through psycopg 3."),
     Setting("KEYFOB_INSTANCE_PATH", None, _text,
             "Folder for the SQLite database and generated development secrets. Default: `instance/`."),
-    Setting("TRUSTED_PROXIES", "0", _positive_int,
+    Setting("TRUSTED_PROXIES", "0", _whole(0, 10),
             "How many reverse proxies sit in front of Keyfob; their `X-Forwarded-For`/`-Proto`/`-Host` "
             "headers are believed. Leave 0 when clients connect directly."),
     Setting("RATELIMIT_STORAGE_URI", "memory://", _text,
@@ -149,11 +147,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Failed logins allowed per email address in a moving window."),
     Setting("LOGIN_THROTTLE_PER_IP", "20 per 5 minutes", _rate,
             "Failed logins allowed per client IP in a moving window."),
-    Setting("PASSWORD_HASH_TIME_COST", "3", _positive_int,
+    Setting("PASSWORD_HASH_TIME_COST", "3", _whole(1, 100),
             "Argon2id iterations. With the memory cost, must reach OWASP's minimum."),
-    Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _positive_int,
+    Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _whole(8, 4 * 1024 * 1024),
             "Argon2id memory in KiB (default 64 MiB, RFC 9106's low-memory profile)."),
-    Setting("PASSWORD_HASH_PARALLELISM", "4", _positive_int, "Argon2id lanes."),
+    Setting("PASSWORD_HASH_PARALLELISM", "4", _whole(1, 64), "Argon2id lanes."),
     Setting("KEY_PREFIX", "kf", _key_prefix,
             "Starts every API key (`kf_...`): 1-16 lower-case letters and digits. Changing it invalidates no stored "
             "key but makes keys with the old prefix unusable."),
@@ -161,7 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Server-side secret mixed into every stored key digest (HMAC-SHA256). Required in production (32+ "
             "characters); in development generated once into `instance/key_pepper`. Changing it invalidates every "
             "key."),
-    Setting("MAX_KEY_LIFETIME_DAYS", "365", _at_least_one,
+    Setting("MAX_KEY_LIFETIME_DAYS", "365", _whole(1, 3650),
             "Longest expiry allowed at create, rotate and renew."),
     Setting("ALLOW_NON_EXPIRING_KEYS", "false", _boolean, "Allow keys without an expiry date."),
     Setting("API_SCOPES", '{"read:data": "Read data", "write:data": "Create, change and delete data"}',
@@ -170,12 +168,12 @@ SETTINGS: tuple[Setting, ...] = (
             "`keys:read` and `keys:write`. Names: letters, digits and `:._-`."),
     Setting("KEY_SUSPEND_AFTER", "100 per 1 minute", _rate,
             "Rate-limited requests a key may make in this window before it is suspended and an admin alert raised."),
-    Setting("KEY_SUSPENSION_SECONDS", "900", _at_least_one, "How long a suspension lasts."),
+    Setting("KEY_SUSPENSION_SECONDS", "900", _whole(1, 30 * 86400), "How long a suspension lasts."),
     Setting("SERVICE_API_KEY", None, _text,
             "Optional static key for one trusted service, accepted besides the issued keys (compared in constant "
             "time). Off when unset; 32+ characters."),
     Setting("SERVICE_API_KEY_SCOPES", "", _scope_list, "Space-separated scopes of `SERVICE_API_KEY`."),
-    Setting("RENEWAL_WARNING_DAYS", "14", _at_least_one,
+    Setting("RENEWAL_WARNING_DAYS", "14", _whole(1, 365),
             "Keys expiring within this many days are listed at the top of the dashboard for renewal."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
             "How often each process writes its buffered usage counts to the database."),
@@ -263,8 +261,9 @@ def _server_secret(values: Mapping[str, Any], name: str, env: str, instance: Pat
 
 def _check_argon2(values: Mapping[str, Any]) -> None:
     memory, time_cost = values["PASSWORD_HASH_MEMORY_KIB"], values["PASSWORD_HASH_TIME_COST"]
-    if values["PASSWORD_HASH_PARALLELISM"] < 1:
-        raise ConfigError("PASSWORD_HASH_PARALLELISM must be at least 1")
+    if memory < 8 * values["PASSWORD_HASH_PARALLELISM"]:
+        raise ConfigError(f"PASSWORD_HASH_MEMORY_KIB={memory} is too small for PASSWORD_HASH_PARALLELISM="
+                          f"{values['PASSWORD_HASH_PARALLELISM']}: Argon2 needs at least 8 KiB per lane")
     if not any(memory >= m and time_cost >= t for m, t in OWASP_ARGON2_MINIMUMS):
         pairs = ", ".join(f"{m} KiB x {t}" for m, t in OWASP_ARGON2_MINIMUMS)
         raise ConfigError(f"PASSWORD_HASH_MEMORY_KIB={memory} with PASSWORD_HASH_TIME_COST={time_cost} "

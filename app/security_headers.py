@@ -8,10 +8,12 @@ from app.assets import CDN_SCRIPTS
 
 
 def content_security_policy() -> str:
-    script_origins = " ".join(sorted({script.origin for script in CDN_SCRIPTS}))
+    # Each CDN script by its full URL, not its origin: jsDelivr serves every npm package, and an origin-wide
+    # source would let an injected tag load any of them.
+    script_urls = " ".join(sorted({script.url for script in CDN_SCRIPTS}))
     return "; ".join((
         "default-src 'self'",
-        f"script-src 'self' {script_origins}",
+        f"script-src 'self' {script_urls}",
         "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",

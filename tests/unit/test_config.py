@@ -45,6 +45,14 @@ def test_production_defaults(tmp_path):
     ({**PRODUCTION, "PASSWORD_HASH_MEMORY_KIB": "1024"}, "PASSWORD_HASH_MEMORY_KIB"),
     ({**PRODUCTION, "PASSWORD_HASH_TIME_COST": "1", "PASSWORD_HASH_MEMORY_KIB": "19456"}, "PASSWORD_HASH_TIME_COST"),
     ({**PRODUCTION, "PASSWORD_HASH_PARALLELISM": "0"}, "PASSWORD_HASH_PARALLELISM"),
+    # Absurdly large numbers: refused here, instead of overflowing deep inside argon2 or datetime later.
+    ({**PRODUCTION, "PASSWORD_HASH_MEMORY_KIB": "9999999999999999999999"}, "PASSWORD_HASH_MEMORY_KIB"),
+    ({**PRODUCTION, "PASSWORD_HASH_PARALLELISM": "100000"}, "PASSWORD_HASH_PARALLELISM"),
+    ({**PRODUCTION, "PASSWORD_HASH_PARALLELISM": "64", "PASSWORD_HASH_MEMORY_KIB": "256"},
+     "8 KiB per lane"),  # argon2 itself would fail at the first hash with a traceback
+    ({**PRODUCTION, "KEY_SUSPENSION_SECONDS": "99999999999999999"}, "KEY_SUSPENSION_SECONDS"),
+    ({**PRODUCTION, "MAX_KEY_LIFETIME_DAYS": "99999999999"}, "MAX_KEY_LIFETIME_DAYS"),
+    ({**PRODUCTION, "RENEWAL_WARNING_DAYS": "0"}, "RENEWAL_WARNING_DAYS"),
 ])
 def test_bad_settings_fail_with_one_line_naming_them(tmp_path, values, named):
     with pytest.raises(ConfigError) as caught:
