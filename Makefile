@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run serve test lint migrate bench clean
+.PHONY: run serve test lint migrate bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ lint: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest
+
+# Refresh the README's pictures in docs/screenshots/ from the browser tests.
+screenshots: $(VENV)/.installed-test
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
@@ -16,6 +18,8 @@ def submit(page: Page, button: Locator) -> None:
     background, so without this wait the next page.goto() would race the answer (and its new session cookie)."""
     with page.expect_response(lambda response: response.request.method == "POST"):
         button.click()
+    # After a redirect htmx still fetches the next page and swaps it in: wait until it has finished.
+    expect(page.locator(".htmx-request, .htmx-swapping, .htmx-settling")).to_have_count(0)
 
 
 def register(page: Page, base_url: str, email: str, password: str = PASSWORD, confirm: str | None = None) -> None:
@@ -49,7 +53,11 @@ def htmx_is_running(page: Page) -> bool:
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
-    """Save docs/screenshots/NAME.png for the README. caret="initial": Playwright's default hides the text caret
-    with an injected style, which the page's CSP then reports as a violation on the next htmx swap."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=full_page, caret="initial")
+    """Take a screenshot; with UPDATE_SCREENSHOTS=1 (`make screenshots`) it replaces docs/screenshots/NAME.png for
+    the README, otherwise it goes to a temporary folder so a test run leaves the repository as it was.
+    caret="initial": Playwright's default hides the text caret with an injected style, which the page's CSP then
+    reports as a violation on the next htmx swap."""
+    update = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    folder = SCREENSHOTS if update else Path(tempfile.gettempdir()) / "keyfob-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / f"{name}.png", full_page=full_page, caret="initial")
