@@ -9,6 +9,10 @@ What it does, end to end:
 3. Warms every scenario up, then runs them in interleaved rounds (the order rotates each round) so that the noise of
    a small shared machine hits every scenario alike. Each scenario's throughput is the median over the rounds;
    each ratio is the ratio of the medians, printed with the ratio of every single round beside it.
+   Around every wrk run it also reads the CPU time the gunicorn workers used (/proc/<pid>/stat) and the CPU time
+   wrk used (its rusage), and divides them by the requests: CPU microseconds per request. Throughput on a shared
+   machine moves with whatever else runs; the CPU a request costs barely does, so the CPU ratio shows the cost of
+   verification even when the throughput ratio is blurred by noise.
 4. Reports the resident memory (VmRSS) of each gunicorn worker after the load, stops gunicorn with SIGTERM, and
    checks that the key's usage_count in the database adds up to the successful requests wrk saw (this exercises the
    usage flush at shutdown), and the audited failed verifications to the refused bad-key requests.
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -209,6 +214,16 @@ def stop_gunicorn(server: subprocess.Popen) -> int:
     return server.returncode
 
 
+def wait_for_workers(master: int, count: int) -> list[int]:
+    """The worker pids, once all `count` workers have started (their CPU time is measured)."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        pids = worker_pids(master)
+        if len(pids) >= count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
 def worker_pids(master: int) -> list[int]:
     children = []
     for task in Path(f"/proc/{master}/task").iterdir():
@@ -244,10 +259,27 @@ class WrkResult:
     socket_errors: int
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    server_cpu_s: float | None = None  # CPU time (user + system) of all gunicorn workers during the run
+    client_cpu_s: float | None = None  # CPU time of wrk itself
 
     @property
     def ok_requests(self) -> int:
         return self.requests - self.non_2xx
+
+    @property
+    def server_cpu_us(self) -> float | None:
+        """Worker CPU microseconds per request."""
+        return self.server_cpu_s / self.requests * 1e6 if self.server_cpu_s is not None and self.requests else None
+
+    @property
+    def client_cpu_us(self) -> float | None:
+        return self.client_cpu_s / self.requests * 1e6 if self.client_cpu_s is not None and self.requests else None
+
+    @property
+    def total_cpu_us(self) -> float | None:
+        if self.server_cpu_us is None or self.client_cpu_us is None:
+            return None
+        return self.server_cpu_us + self.client_cpu_us
 
 
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -275,15 +307,42 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(wrk: str, url: str, token: str | None, seconds: int, threads: int, connections: int) -> WrkResult:
+def process_cpu_seconds(pids: list[int]) -> float | None:
+    """User plus system CPU time of these processes (all their threads) so far, from /proc/<pid>/stat."""
+    ticks = 0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(wrk: str, url: str, token: str | None, seconds: int, threads: int, connections: int,
+            server_pids: list[int] | None = None) -> WrkResult:
+    """One wrk run; with `server_pids`, also the CPU time those processes and wrk used during it."""
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if token is not None:
         command += ["-H", f"Authorization: Bearer {token}"]
     command.append(url)
+    server_before = process_cpu_seconds(server_pids) if server_pids else None
+    client_before = children_cpu_seconds()  # wrk is the only child waited for in between
     result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 -- fixed argv
+    client_cpu = children_cpu_seconds() - client_before
+    server_after = process_cpu_seconds(server_pids) if server_pids else None
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}): {result.stderr or result.stdout}")
-    return parse_wrk(result.stdout)
+    parsed = parse_wrk(result.stdout)
+    parsed.client_cpu_s = client_cpu
+    if server_before is not None and server_after is not None:
+        parsed.server_cpu_s = server_after - server_before
+    return parsed
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
@@ -297,6 +356,11 @@ class ScenarioRuns:
     @property
     def median(self) -> float:
         return statistics.median(run.requests_per_second for run in self.rounds)
+
+    def median_cpu_us(self, kind: str) -> float | None:
+        """Median over the rounds of the CPU microseconds per request: kind is "server", "client" or "total"."""
+        values = [getattr(run, f"{kind}_cpu_us") for run in self.rounds]
+        return statistics.median(values) if values and None not in values else None
 
     def all_runs(self) -> list[WrkResult]:
         return ([self.warmup] if self.warmup else []) + self.rounds
@@ -314,24 +378,30 @@ def check_statuses(base_url: str, fixture: Fixture) -> dict[str | None, int]:
     return sent
 
 
-def measure(wrk: str, base_url: str, fixture: Fixture, args: argparse.Namespace) -> dict[str, ScenarioRuns]:
+def measure(wrk: str, base_url: str, fixture: Fixture, args: argparse.Namespace,
+            server_pids: list[int]) -> dict[str, ScenarioRuns]:
     runs = {scenario.name: ScenarioRuns(scenario) for scenario in SCENARIOS}
     if args.warmup > 0:
         for scenario in SCENARIOS:
             runs[scenario.name].warmup = run_wrk(wrk, base_url + scenario.path, fixture.credential(scenario.key),
-                                                 args.warmup, args.threads, args.connections)
+                                                 args.warmup, args.threads, args.connections, server_pids)
     for round_index in range(args.rounds):
         shift = round_index % len(SCENARIOS)
         order = SCENARIOS[shift:] + SCENARIOS[:shift]  # rotate, so no scenario always runs first or last
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(s.name for s in order), file=sys.stderr)
         for scenario in order:
             result = run_wrk(wrk, base_url + scenario.path, fixture.credential(scenario.key), args.duration,
-                             args.threads, args.connections)
+                             args.threads, args.connections, server_pids)
             runs[scenario.name].rounds.append(result)
             print(f"  {scenario.name:<22} {result.requests_per_second:>9.1f} req/s  "
-                  f"({result.requests} requests, {result.non_2xx} non-2xx, {result.socket_errors} socket errors)",
+                  f"({result.requests} requests, {result.non_2xx} non-2xx, {result.socket_errors} socket errors; "
+                  f"CPU per request: workers {_us(result.server_cpu_us)}, wrk {_us(result.client_cpu_us)})",
                   file=sys.stderr)
     return runs
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} us"
 
 
 def anomalies(runs: dict[str, ScenarioRuns]) -> list[str]:
@@ -356,9 +426,15 @@ def ratio_report(runs: dict[str, ScenarioRuns]) -> list[dict]:
         value = top.median / bottom.median
         per_round = [a.requests_per_second / b.requests_per_second for a, b in zip(top.rounds, bottom.rounds,
                                                                                       strict=True)]
+        # The same ratio from the CPU a request costs (workers plus wrk): what the throughput ratio would be if the
+        # two cores did nothing else. Inverse, because a cheaper request means more of them.
+        top_cpu, bottom_cpu = top.median_cpu_us("total"), bottom.median_cpu_us("total")
+        cpu_ratio = round(bottom_cpu / top_cpu, 3) if top_cpu and bottom_cpu else None
+        per_round_cpu = [round(b.total_cpu_us / a.total_cpu_us, 3) if a.total_cpu_us and b.total_cpu_us else None
+                         for a, b in zip(top.rounds, bottom.rounds, strict=True)]
         rows.append({"name": ratio.name, "value": round(value, 3), "target": ratio.target,
                      "meets_target": value >= ratio.target, "per_round": [round(r, 3) for r in per_round],
-                     "description": ratio.description})
+                     "cpu_ratio": cpu_ratio, "cpu_per_round": per_round_cpu, "description": ratio.description})
     return rows
 
 
@@ -375,12 +451,26 @@ def print_table(runs: dict[str, ScenarioRuns], ratios: list[dict], workers: list
         p99 = statistics.median(r.latency_p99_ms or 0 for r in scenario_runs.rounds)
         print(f"{name:<24} {scenario_runs.median:>12.1f}  {rounds:<30} {p50:>7.2f} {p99:>7.2f}")
     print()
+    print("CPU time per request, median of the rounds (gunicorn workers, wrk, both)")
+    print(f"{'scenario':<24} {'workers':>9} {'wrk':>9} {'total':>9}  {'workers per round (us)':<30}")
+    for name, scenario_runs in runs.items():
+        per_round = " ".join(_us(r.server_cpu_us).removesuffix(" us") for r in scenario_runs.rounds)
+        print(f"{name:<24} {_us(scenario_runs.median_cpu_us('server')):>9} "
+              f"{_us(scenario_runs.median_cpu_us('client')):>9} {_us(scenario_runs.median_cpu_us('total')):>9}  "
+              f"{per_round}")
+    print()
     print(f"{'ratio':<36} {'value':>6} {'target':>7}  {'result':<6}  per round")
     for row in ratios:
         verdict = "PASS" if row["meets_target"] else "FAIL"
         per_round = " ".join(f"{r:.3f}" for r in row["per_round"])
         print(f"{row['name']:<36} {row['value']:>6.3f} {'>= ' + format(row['target'], '.2f'):>7}  {verdict:<6}  "
               f"{per_round}")
+    print()
+    print(f"{'ratio from CPU per request':<36} {'value':>6}  per round")
+    for row in ratios:
+        value = "n/a" if row["cpu_ratio"] is None else f"{row['cpu_ratio']:.3f}"
+        per_round = " ".join("n/a" if r is None else f"{r:.3f}" for r in row["cpu_per_round"])
+        print(f"{row['name']:<36} {value:>6}  {per_round}")
     print()
     for worker in workers:
         rss = f"{worker['rss_kib'] / 1024:.1f} MiB" if worker["rss_kib"] is not None else "gone"
@@ -426,6 +516,10 @@ def describe_count(label: str, what: str, check: dict) -> str:
     return (f"{label}: {check['database']} in the database, {check['clients_saw']} {what} seen by the clients, "
             f"difference {check['difference']:+d}: {verdict} (requests in flight when wrk stops are served but not "
             f"counted by wrk: at most {check['allowed_in_flight']})")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def machine() -> dict:
@@ -475,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(server, base_url, log_path)
         checks_sent = check_statuses(base_url, fixture)
         started = time.time()
-        runs = measure(wrk, base_url, fixture, args)
+        runs = measure(wrk, base_url, fixture, args, wait_for_workers(server.pid, args.workers))
         workers = [{"role": "master", "pid": server.pid, "rss_kib": rss_kib(server.pid)}]
         workers += [{"role": "worker", "pid": pid, "rss_kib": rss_kib(pid)} for pid in worker_pids(server.pid)]
         exit_code = stop_gunicorn(server)
@@ -509,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
                      "wrk_threads": args.threads, "wrk_connections": args.connections,
                      "gunicorn_workers": args.workers, "access_log": args.access_log},
         "scenarios": {name: {"description": r.scenario.description, "median_rps": round(r.median, 1),
+                             "median_cpu_us_per_request": {kind: _round(r.median_cpu_us(kind))
+                                                           for kind in ("server", "client", "total")},
                              "rounds": [asdict(run) for run in r.rounds]} for name, r in runs.items()},
         "ratios": ratios,
         "warnings": warnings,
