@@ -17,6 +17,8 @@ from app.extensions import db
 from app.keys.models import ApiKey, DailyKeyUsage
 
 STATUSES = ("active", "expiring", "disabled", "suspended", "expired", "revoked")
+# Groups for filters: "live" is neither revoked nor expired, "ended" is either.
+GROUPS = ("live", "ended")
 LIVE_STATUSES = ("active", "expiring", "disabled", "suspended")
 PAGE_SIZE = 25
 
@@ -61,12 +63,20 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _filters(owner_id: int, now: datetime, warning_days: int, status: str, search: str) -> list:
+    """The owner's keys with this status ("all" for any) whose name contains `search` (literally)."""
+    where = [ApiKey.user_id == owner_id]
+    if status != "all":
+        where.append(status_condition(status, now, warning_days))
+    if search.strip():
+        where.append(ApiKey.name.ilike(f"%{_escape_like(search.strip())}%", escape="\\"))
+    return where
+
+
 def key_page(owner_id: int, *, now: datetime, warning_days: int, status: str = "live", search: str = "",
              page: int = 1, per_page: int = PAGE_SIZE) -> KeyPage:
     """One page of the owner's keys, newest first. `status` is one of STATUSES, "live" or "ended"."""
-    where = [ApiKey.user_id == owner_id, status_condition(status, now, warning_days)]
-    if search.strip():
-        where.append(ApiKey.name.ilike(f"%{_escape_like(search.strip())}%", escape="\\"))
+    where = _filters(owner_id, now, warning_days, status, search)
     total = db.session.scalar(select(func.count()).select_from(ApiKey).where(*where)) or 0
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
@@ -75,6 +85,22 @@ def key_page(owner_id: int, *, now: datetime, warning_days: int, status: str = "
         .limit(per_page).offset((page - 1) * per_page)
     ).all()
     return KeyPage(list(keys), page, pages, total)
+
+
+def key_slice(owner_id: int, *, now: datetime, warning_days: int, status: str = "live", search: str = "",
+              expiring_within_days: int | None = None, after: tuple[datetime, int] | None = None,
+              limit: int = PAGE_SIZE) -> tuple[list[ApiKey], bool]:
+    """Keyset paging for the API: up to `limit` keys after the (created_at, id) of the last one seen, newest first,
+    and whether more follow. Unlike page numbers, a cursor stays put while keys are added."""
+    where = _filters(owner_id, now, warning_days, status, search)
+    if expiring_within_days is not None:
+        where += [ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now + timedelta(days=expiring_within_days)]
+    if after is not None:
+        created_at, key_id = after
+        where.append(or_(ApiKey.created_at < created_at, and_(ApiKey.created_at == created_at, ApiKey.id < key_id)))
+    keys = list(db.session.scalars(
+        select(ApiKey).where(*where).order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit + 1)))
+    return keys[:limit], len(keys) > limit
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,366 @@
+"""The key operations for client apps: the dashboard's actions as JSON, each guarded by the scope it needs.
+
+A key acts for its owner: it sees and changes only the owner's keys (another user's key id answers 404), and it
+never grants more than it has: a key it makes or changes holds no scope the caller lacks and outlives it in no way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timedelta
+
+from flask import current_app, g, jsonify, request, url_for
+
+from app.accounts.models import User
+from app.api import bp
+from app.api.decorator import require_api_key
+from app.api.json_io import (
+    ApiError,
+    boolean,
+    invalid,
+    json_body,
+    key_json,
+    optional_number,
+    query_number,
+    text,
+    text_list,
+    timestamp,
+    whole_number,
+)
+from app.audit.service import Actor
+from app.database import utcnow
+from app.errors import error_response
+from app.keys import policy, queries, service
+from app.keys.models import ApiKey
+from app.keys.policy import KeyInputError
+from app.keys.service import GRACE_PERIODS, KeyStateError
+
+DEFAULT_LIFETIME_DAYS = 90
+MAX_DAYS = 3650
+LIST_STATUSES = (*queries.GROUPS, *queries.STATUSES, "all")
+EDITABLE = ("name", "description", "scopes", "allowed_ips", "rate_limit", "disabled")
+CREATE_FIELDS = ("name", "description", "scopes", "expires_at", "expires_in_days", "allowed_ips", "rate_limit",
+                 "remaining_uses")
+
+
+@bp.errorhandler(ApiError)
+def _api_error(error: ApiError):
+    return error_response(error.status, error.code, error.message, error.fields or None)
+
+
+# -- who is asking -------------------------------------------------------------------------------------------------
+
+def _owner() -> User:
+    owner = g.api_owner._get_current_object()
+    if owner is None:
+        raise ApiError(403, "no_owner", "The service key belongs to no user, so it has no keys to manage. "
+                                        "Use a key issued to a user.")
+    return owner
+
+
+def _actor() -> Actor:
+    return Actor.key(g.api_key, request.remote_addr, request.user_agent.string)
+
+
+def _warning_days() -> int:
+    return current_app.config["RENEWAL_WARNING_DAYS"]
+
+
+def _key(key_id: int) -> ApiKey:
+    key = service.find_key(key_id, _owner())
+    if key is None:
+        raise ApiError(404, "not_found", f"You have no key with id {key_id}.")
+    return key
+
+
+def _shown(key: ApiKey, status: int = 200, **headers):
+    response = jsonify(key_json(key, utcnow(), _warning_days()))
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _with_secret(key: ApiKey, secret: str, status: int, **headers):
+    """The one answer that carries a plaintext key: never cached anywhere."""
+    response = jsonify(key=key_json(key, utcnow(), _warning_days()), secret=secret)
+    response.status_code = status
+    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache", **headers})
+    return response
+
+
+def _core_refusal(error: KeyInputError) -> ApiError:
+    return invalid({error.field: error.message})
+
+
+# -- never more than the caller has ----------------------------------------------------------------------------------
+
+def _check_scopes(scopes: list[str] | None) -> None:
+    if scopes is None:
+        return
+    beyond = sorted(set(scopes) - set(g.api_key.scopes))
+    if beyond:
+        raise ApiError(403, "insufficient_scope", "A key cannot grant scopes it does not hold itself: "
+                                                  + " ".join(beyond) + ".")
+
+
+def _caller_expiry() -> datetime | None:
+    return g.api_key.expires_at
+
+
+def _check_outlives(expires_at: datetime | None) -> None:
+    ceiling = _caller_expiry()
+    if ceiling is not None and (expires_at is None or expires_at > ceiling):
+        raise ApiError(403, "insufficient_scope", "A key cannot make another key live longer than itself: choose "
+                                                  f"an expiry on or before {ceiling.isoformat()}.")
+
+
+def _expiry_from(body: dict, now: datetime) -> tuple[datetime | None, bool]:
+    """(expiry, whether the body chose it) from expires_at or expires_in_days; both at once is refused."""
+    if "expires_at" in body and "expires_in_days" in body:
+        raise invalid({"expires_at": "Give expires_at or expires_in_days, not both."})
+    if body.get("expires_in_days") is not None:
+        return now + timedelta(days=whole_number(body["expires_in_days"], "expires_in_days", 1, MAX_DAYS)), True
+    if "expires_at" in body:
+        return timestamp(body, "expires_at"), True
+    return None, False
+
+
+def _capped(expires_at: datetime) -> datetime:
+    ceiling = _caller_expiry()
+    return min(expires_at, ceiling) if ceiling is not None else expires_at
+
+
+# -- the operations --------------------------------------------------------------------------------------------------
+
+def _cursor(key: ApiKey) -> str:
+    return base64.urlsafe_b64encode(f"{key.created_at.isoformat()}|{key.id}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> tuple[datetime, int] | None:
+    if cursor is None:
+        return None
+    try:
+        created, _, key_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("no zone")
+        return moment, int(key_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise invalid({"cursor": "Not a cursor this API gave out; start again without one."}) from None
+
+
+@bp.get("/api-keys")
+@require_api_key("keys:read")
+def list_keys():
+    """The caller's owner's keys, newest first, a page at a time (follow next_cursor)."""
+    owner = _owner()
+    status = request.args.get("status", "live")
+    if status not in LIST_STATUSES:
+        raise invalid({"status": "Choose one of: " + ", ".join(LIST_STATUSES) + "."})
+    search = request.args.get("q", "")
+    if len(search) > 100:
+        raise invalid({"q": "Use at most 100 characters."})
+    now = utcnow()
+    keys, more = queries.key_slice(
+        owner.id, now=now, warning_days=_warning_days(), status=status, search=search,
+        expiring_within_days=query_number("expiring_within_days", 1, MAX_DAYS),
+        after=_after(request.args.get("cursor")), limit=query_number("limit", 1, 100, queries.PAGE_SIZE))
+    return jsonify(data=[key_json(key, now, _warning_days()) for key in keys],
+                   next_cursor=_cursor(keys[-1]) if more else None)
+
+
+@bp.post("/api-keys")
+@require_api_key("keys:write")
+def create_key():
+    """Issue a key; its plaintext is in this answer and never again."""
+    owner = _owner()
+    body = json_body(CREATE_FIELDS)
+    now = utcnow()
+    name = text(body, "name", required=True)
+    scopes = text_list(body, "scopes") or []
+    expires_at, chosen = _expiry_from(body, now)
+    if not chosen:
+        expires_at = _capped(now + timedelta(days=min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)))
+    rate_limit = optional_number(body, "rate_limit", 1, policy.MAX_RATE_LIMIT)
+    remaining_uses = optional_number(body, "remaining_uses", 1, policy.MAX_REMAINING_USES)
+    _check_scopes(scopes)
+    _check_outlives(expires_at)
+    try:
+        key, secret = service.create(owner, name, scopes, expires_at, actor=_actor(), now=now,
+                                     description=text(body, "description") or "",
+                                     allowed_ips=text_list(body, "allowed_ips") or (), rate_limit=rate_limit,
+                                     remaining_uses=remaining_uses)
+    except KeyInputError as error:
+        raise _core_refusal(error) from None
+    return _with_secret(key, secret, 201, Location=url_for("api.get_key", key_id=key.id))
+
+
+@bp.get("/api-keys/expiring")
+@require_api_key("keys:read")
+def expiring_keys():
+    """The renewal-warning list: keys expiring within `within_days`, and those expired in the last 30 days."""
+    owner = _owner()
+    within = query_number("within_days", 1, MAX_DAYS, _warning_days())
+    now = utcnow()
+    keys = service.expiring(owner, within, expired_within_days=30, now=now)
+    return jsonify(data=[key_json(key, now, _warning_days()) for key in keys])
+
+
+@bp.get("/api-keys/<int:key_id>")
+@require_api_key("keys:read")
+def get_key(key_id: int):
+    return _shown(_key(key_id))
+
+
+def _changes(body: dict, *, replace: bool) -> dict:
+    """The service.update() arguments from a PATCH body (only what it names) or a PUT body (everything)."""
+    changes = {}
+    if replace or "name" in body:
+        changes["name"] = text(body, "name", required=True)
+    if replace or "description" in body:
+        changes["description"] = text(body, "description") or ""
+    if replace or "scopes" in body:
+        changes["scopes"] = text_list(body, "scopes") or []
+    if replace or "allowed_ips" in body:
+        changes["allowed_ips"] = text_list(body, "allowed_ips") or []
+    if replace or "rate_limit" in body:
+        changes["rate_limit"] = optional_number(body, "rate_limit", 1, policy.MAX_RATE_LIMIT)
+    if replace or "disabled" in body:
+        disabled = boolean(body, "disabled")
+        changes["disabled"] = bool(disabled)
+    return changes
+
+
+def _update(key_id: int, *, replace: bool):
+    key = _key(key_id)
+    changes = _changes(json_body(EDITABLE), replace=replace)
+    _check_scopes(changes.get("scopes"))
+    try:
+        service.update(key, actor=_actor(), **changes)
+    except KeyInputError as error:
+        raise _core_refusal(error) from None
+    except KeyStateError as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    return _shown(key)
+
+
+@bp.patch("/api-keys/<int:key_id>")
+@require_api_key("keys:write")
+def patch_key(key_id: int):
+    """Change the fields the body names."""
+    return _update(key_id, replace=False)
+
+
+@bp.put("/api-keys/<int:key_id>")
+@require_api_key("keys:write")
+def put_key(key_id: int):
+    """Replace every editable field: those left out go back to their defaults."""
+    return _update(key_id, replace=True)
+
+
+@bp.post("/api-keys/<int:key_id>/rotate")
+@require_api_key("keys:write")
+def rotate_key(key_id: int):
+    """A new secret for the key; the old one keeps working for `grace`."""
+    key = _key(key_id)
+    body = json_body(("grace",), optional=True)
+    grace = text(body, "grace") or "none"
+    if grace not in GRACE_PERIODS:
+        raise invalid({"grace": "Choose one of: " + ", ".join(GRACE_PERIODS) + "."})
+    now = utcnow()
+    options = {}
+    if key.expires_at is not None and key.expires_at <= now:
+        # Rotating revives an expired key for its original lifetime: never past the caller's own expiry.
+        options["expires_at"] = _capped(policy.renewed_expiry(key.created_at, key.expires_at, now,
+                                                              service.settings().max_lifetime_days, 0))
+    try:
+        secret = service.rotate(key, grace, actor=_actor(), now=now, **options)
+    except KeyInputError as error:
+        raise _core_refusal(error) from None
+    except KeyStateError as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    return _with_secret(key, secret, 200)
+
+
+@bp.post("/api-keys/<int:key_id>/renew")
+@require_api_key("keys:write")
+def renew_key(key_id: int):
+    """Move the expiry: to the one given, or to the key's original lifetime from now, within policy."""
+    key = _key(key_id)
+    body = json_body(("expires_at", "expires_in_days"), optional=True)
+    now = utcnow()
+    expires_at, chosen = _expiry_from(body, now)
+    if chosen:
+        _check_outlives(expires_at)
+    else:
+        expires_at = _capped(policy.renewed_expiry(key.created_at, key.expires_at, now,
+                                                   service.settings().max_lifetime_days, 2 * _warning_days()))
+    try:
+        service.renew(key, expires_at, actor=_actor(), now=now)
+    except KeyInputError as error:
+        raise _core_refusal(error) from None
+    except KeyStateError as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    return _shown(key)
+
+
+def _revoke(key: ApiKey, body: dict):
+    try:
+        service.revoke(key, text(body, "reason") or "", actor=_actor())
+    except KeyInputError as error:
+        raise _core_refusal(error) from None
+    except KeyStateError as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    return _shown(key)
+
+
+@bp.delete("/api-keys/<int:key_id>")
+@require_api_key("keys:write")
+def revoke_key(key_id: int):
+    """Revoke the key for good, with an optional reason."""
+    key = _key(key_id)
+    return _revoke(key, json_body(("reason",), optional=True))
+
+
+@bp.delete("/api-keys")
+@require_api_key("keys:write")
+def revoke_key_by_body():
+    """Revoke the key whose id the body gives, as the product's seed documents: {"id": 7}."""
+    body = json_body(("id", "reason"))
+    if body.get("id") is None:
+        raise invalid({"id": "Required."})
+    return _revoke(_key(whole_number(body["id"], "id", 1, 2**63 - 1)), body)
+
+
+@bp.get("/api-keys/<int:key_id>/usage")
+@require_api_key("keys:read")
+def key_usage(key_id: int):
+    """Valid and failed requests per UTC day, oldest first, for the last `days` days."""
+    key = _key(key_id)
+    days = query_number("days", 1, 90, 30)
+    usage = queries.daily_usage([key.id], days, utcnow().date())
+    return jsonify(key_id=key.id, days=[{"day": day.day.isoformat(), "requests": day.requests,
+                                         "failures": day.failures} for day in usage])
+
+
+@bp.get("/scopes")
+@require_api_key()
+def scope_catalogue():
+    """Each scope with what it means and the routes it unlocks, read from the routes' own decorators."""
+    unlocked: dict[str, list[str]] = {name: [] for name in service.settings().catalogue}
+    any_key: list[str] = []
+    for rule in sorted(current_app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        view = current_app.view_functions[rule.endpoint]
+        required = getattr(view, "required_scopes", None)
+        if required is None:
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            route = f"{method} {rule.rule.replace('<int:', '{').replace('>', '}')}"
+            for scope in required:
+                unlocked.setdefault(scope, []).append(route)
+            if not required:
+                any_key.append(route)
+    catalogue = service.settings().catalogue
+    return jsonify(scopes=[{"name": name, "description": catalogue.get(name, ""), "routes": routes}
+                           for name, routes in unlocked.items()], any_key_routes=any_key)
