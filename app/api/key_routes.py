@@ -34,6 +34,7 @@ from app.errors import error_response
 from app.keys import policy, queries, service
 from app.keys.models import ApiKey
 from app.keys.policy import KeyInputError
+from app.keys.scopes import UnknownScopeError, normalise_scopes
 from app.keys.service import GRACE_PERIODS, KeyStateError
 
 DEFAULT_LIFETIME_DAYS = 90
@@ -52,11 +53,10 @@ def _api_error(error: ApiError):
 # -- who is asking -------------------------------------------------------------------------------------------------
 
 def _owner() -> User:
-    owner = g.api_owner._get_current_object()
-    if owner is None:
+    if g.api_owner is None:  # the service key; any other key's owner is a proxy that loads the User
         raise ApiError(403, "no_owner", "The service key belongs to no user, so it has no keys to manage. "
                                         "Use a key issued to a user.")
-    return owner
+    return g.api_owner._get_current_object()
 
 
 def _actor() -> Actor:
@@ -98,6 +98,10 @@ def _core_refusal(error: KeyInputError) -> ApiError:
 def _check_scopes(scopes: list[str] | None) -> None:
     if scopes is None:
         return
+    try:  # an unknown scope is a mistake in the request (422), not an escalation
+        normalise_scopes(scopes, service.settings().catalogue)
+    except UnknownScopeError as error:
+        raise invalid({"scopes": str(error)}) from None
     beyond = sorted(set(scopes) - set(g.api_key.scopes))
     if beyond:
         raise ApiError(403, "insufficient_scope", "A key cannot grant scopes it does not hold itself: "
