@@ -238,6 +238,9 @@ def rotate(key: ApiKey, grace: str = "none", *, actor: Actor, expires_at: dateti
             expires_at = now + min(key.expires_at - key.created_at, max_lifetime)
         elif expires_at is None and not settings().allow_non_expiring:
             expires_at = now + max_lifetime
+        elif expires_at is not None and expires_at > now + max_lifetime:
+            # MAX_KEY_LIFETIME_DAYS was lowered since the key was made: rotation brings it within the policy.
+            expires_at = now + max_lifetime
     key.expires_at = _check_expiry(expires_at, now)
     if GRACE_PERIODS[grace] and not expired:
         key.previous_secret_hash = key.secret_hash
