@@ -60,6 +60,25 @@ def test_register_bad_input_shows_error_next_to_the_field(app, client, auth, for
     assert users(app) == []
 
 
+@pytest.mark.parametrize(("form", "field", "message"), [
+    ({"email": ""}, "email", "Enter your email address."),
+    ({"email": "a@" + "b" * 260 + ".com"}, "email", "longer than 254"),
+    ({"password": ""}, "password", "Enter your password."),
+    ({"password": "x" * 257}, "password", "longer than 256"),
+])
+def test_login_bad_input_shows_error_next_to_the_field_and_signs_no_one_in(app, client, auth, user, form, field,
+                                                                            message):
+    hashing = count_hashing(app)
+    response = auth.login(**form)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    error_at = html.find(f'id="{field}-error"')
+    assert error_at > html.find(f'id="{field}"') > 0
+    assert message in html[error_at:error_at + 400]
+    assert hashing.calls == 0  # refused before any password work
+    assert client.get("/account").status_code == 302
+
+
 def test_long_passwords_up_to_the_limit_are_accepted(app, auth):
     long_password = "correct horse battery staple " * 8 + "x" * 24  # 256 characters
     assert len(long_password) == 256
