@@ -7,4 +7,4 @@ from app.extensions import csrf
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
-from app.api import key_routes, routes  # noqa: E402,F401  (routes attach themselves to bp)
+from app.api import key_routes, openapi, routes  # noqa: E402,F401  (routes attach themselves to bp)
