@@ -123,7 +123,7 @@ def query_number(name: str, low: int, high: int, default: int | None = None) -> 
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.strip().isdigit():
+    if not (value.isascii() and value.strip().isdigit()):  # isdigit() alone accepts "²", which int() refuses
         raise invalid({name: "Must be a whole number."})
     return whole_number(int(value), name, low, high)
 

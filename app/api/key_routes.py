@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime, timedelta
 
 from flask import current_app, g, jsonify, request, url_for
@@ -32,13 +33,14 @@ from app.audit.service import Actor
 from app.database import utcnow
 from app.errors import error_response
 from app.keys import policy, queries, service
-from app.keys.models import ApiKey
+from app.keys.models import MAX_KEY_ID, ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.scopes import UnknownScopeError, normalise_scopes
 from app.keys.service import GRACE_PERIODS, KeyStateError
 
 DEFAULT_LIFETIME_DAYS = 90
 MAX_DAYS = 3650
+PATH_VARIABLE = re.compile(r"<(?:[^:>]+:)?(\w+)>")  # werkzeug's <int(max=...):key_id> as OpenAPI's {key_id}
 LIST_STATUSES = (*queries.GROUPS, *queries.STATUSES, "all")
 EDITABLE = ("name", "description", "scopes", "allowed_ips", "rate_limit", "disabled")
 CREATE_FIELDS = ("name", "description", "scopes", "expires_at", "expires_in_days", "allowed_ips", "rate_limit",
@@ -269,8 +271,8 @@ def rotate_key(key_id: int):
     """A new secret for the key; the old one keeps working for `grace`."""
     key = _key(key_id)
     body = json_body(("grace",), optional=True)
-    grace = text(body, "grace") or "none"
-    if grace not in GRACE_PERIODS:
+    grace = body.get("grace", "none")
+    if not isinstance(grace, str) or grace not in GRACE_PERIODS:
         raise invalid({"grace": "Choose one of: " + ", ".join(GRACE_PERIODS) + "."})
     now = utcnow()
     options = {}
@@ -334,7 +336,7 @@ def revoke_key_by_body():
     body = json_body(("id", "reason"))
     if body.get("id") is None:
         raise invalid({"id": "Required."})
-    return _revoke(_key(whole_number(body["id"], "id", 1, 2**63 - 1)), body)
+    return _revoke(_key(whole_number(body["id"], "id", 1, MAX_KEY_ID)), body)
 
 
 @bp.get("/api-keys/<int:key_id>/usage")
@@ -359,8 +361,9 @@ def scope_catalogue():
         required = getattr(view, "required_scopes", None)
         if required is None:
             continue
+        path = PATH_VARIABLE.sub(r"{\1}", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            route = f"{method} {rule.rule.replace('<int:', '{').replace('>', '}')}"
+            route = f"{method} {path}"
             for scope in required:
                 unlocked.setdefault(scope, []).append(route)
             if not required:

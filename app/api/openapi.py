@@ -247,7 +247,7 @@ def _error_response(status: int) -> dict[str, Any]:
 RESPONSES = {name: _error_response(status) for status, (name, *_) in ERRORS.items()}
 
 PARAMETERS = {
-    "KeyId": {"name": "id", "in": "path", "required": True, "description": "The key's id.", "schema": KEY_ID},
+    "KeyId": {"name": "key_id", "in": "path", "required": True, "description": "The key's id.", "schema": KEY_ID},
 }
 
 GUARDED_ERRORS = (400, 401, 403, 429, 503)
@@ -326,7 +326,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": _operation(
             "revokeKeyById", "Revoke a key named in the body", tag="API keys", scope="keys:write", ok=200,
             ok_schema="ApiKey", ok_description="The key, now revoked.", body="RevocationById", errors=(404, 409),
-            description="The same as DELETE /api-keys/{id}, for clients that send the id in the body."),
+            description="The same as DELETE /api-keys/{key_id}, for clients that send the id in the body."),
     },
     "/api-keys/expiring": {
         "get": _operation(
@@ -336,7 +336,7 @@ PATHS: dict[str, dict[str, Any]] = {
             parameters=[_query("within_days", "How far ahead to look.",
                                {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": 14})]),
     },
-    "/api-keys/{id}": {
+    "/api-keys/{key_id}": {
         "parameters": [KEY_ID_PARAMETER],
         "get": _operation(
             "getKey", "One key", tag="API keys", scope="keys:read", ok=200, ok_schema="ApiKey",
@@ -352,7 +352,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ok_description="The key, now revoked.", body="Revocation", body_required=False, errors=(404, 409),
             description="Revoked for good, old rotated secret included."),
     },
-    "/api-keys/{id}/rotate": {
+    "/api-keys/{key_id}/rotate": {
         "parameters": [KEY_ID_PARAMETER],
         "post": _operation(
             "rotateKey", "Give a key a new secret", tag="API keys", scope="keys:write", ok=200,
@@ -360,14 +360,14 @@ PATHS: dict[str, dict[str, Any]] = {
             ok_headers=SECRET_HEADERS, body="Rotation", body_required=False, errors=(404, 409),
             description="Name, scopes and settings stay; the old secret keeps working for `grace`."),
     },
-    "/api-keys/{id}/renew": {
+    "/api-keys/{key_id}/renew": {
         "parameters": [KEY_ID_PARAMETER],
         "post": _operation(
             "renewKey", "Move a key's expiry", tag="API keys", scope="keys:write", ok=200, ok_schema="ApiKey",
             ok_description="The key with its new expiry.", body="Renewal", body_required=False, errors=(404, 409),
             description="An expired key becomes usable again."),
     },
-    "/api-keys/{id}/usage": {
+    "/api-keys/{key_id}/usage": {
         "parameters": [KEY_ID_PARAMETER],
         "get": _operation(
             "getKeyUsage", "A key's requests per day", tag="API keys", scope="keys:read", ok=200,

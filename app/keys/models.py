@@ -12,6 +12,9 @@ from app.database import UTCDateTime, utcnow
 from app.extensions import db
 from app.keys import scopes as scope_text
 
+# The largest id a 64-bit integer column holds; a larger one (from a URL, say) names no key.
+MAX_KEY_ID = 2**63 - 1
+
 
 class ApiKey(db.Model):
     __tablename__ = "api_keys"

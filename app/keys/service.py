@@ -27,7 +27,7 @@ from app.audit.service import Actor
 from app.database import is_outage, utcnow
 from app.extensions import db
 from app.keys import policy, tokens
-from app.keys.models import ApiKey
+from app.keys.models import MAX_KEY_ID, ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.ratelimit import KeyRateLimiter, RateLimitState
 from app.keys.scopes import UnknownScopeError, from_text, normalise_scopes, to_text
@@ -297,6 +297,8 @@ def expiring(owner: User, within_days: int, *, expired_within_days: int = 0, now
 
 def find_key(key_id: int, owner: User | None = None) -> ApiKey | None:
     """The key with this id (only if it belongs to `owner`, when given)."""
+    if not 0 < key_id <= MAX_KEY_ID:  # no such row, and the driver would overflow looking for it
+        return None
     key = db.session.get(ApiKey, key_id)
     if key is None or (owner is not None and key.user_id != owner.id):
         return None

@@ -218,6 +218,8 @@ def test_another_users_key_is_not_found_on_every_page_and_action(app, client, au
     assert key_row(app, theirs) == before
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
     assert client.get("/keys/999999").status_code == 404
+    assert client.get(f"/keys/{2**64}").status_code == 404  # past any database integer: not found, not a 500
+    assert post_action(client, f"/keys/{2**64}/disable").status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/keys/new", "/keys/{id}", "/keys/{id}/renew", "/keys/{id}/disable",

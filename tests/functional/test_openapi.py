@@ -147,7 +147,7 @@ def test_every_operation_documents_its_refusals_with_the_error_schema(document):
             expected |= {"400", "401", "403", "429", "503"}  # key in the URL, and what the key decorator refuses
         if "requestBody" in operation:
             expected |= {"400", "415", "422"}
-        if "{id}" in path:
+        if "{key_id}" in path:
             expected |= {"404"}
         assert expected <= errors, f"{label} lacks {sorted(expected - errors)}"
         if "401" in errors:
@@ -186,8 +186,8 @@ def api(tmp_path):
 
 def _case(schema, method: str, path: str, key_id: int, **kwargs):
     operation = schema[path][method]
-    if "{id}" in path:
-        kwargs["path_parameters"] = {"id": key_id}
+    if "{key_id}" in path:
+        kwargs["path_parameters"] = {"key_id": key_id}
     body = operation.definition.raw.get("requestBody")
     if body and body.get("required"):
         kwargs.setdefault("body", {"id": key_id} if method == "DELETE" else {"name": "a name"})
@@ -249,10 +249,10 @@ def test_numbers_in_the_url_that_are_not_whole_numbers_in_range_are_refused_as_d
                 assert response.status_code == 422, f"{method} {path}?{parameter['name']}={value!r}"
                 assert parameter["name"] in response.json()["fields"]
                 tried += 1
-        if "{id}" in path:
+        if "{key_id}" in path:
             for value in ("9223372036854775808", "0", "abc"):  # past int64, below 1, not a number
                 case = _case(schema, method, path, key_id, headers=bearer(token))
-                case.path_parameters = {"id": value}
+                case.path_parameters = {"key_id": value}
                 response = case.call()
                 case.validate_response(response, checks=CHECKS)
                 assert response.status_code == 404, f"{method} {path} with id {value!r}"
