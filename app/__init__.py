@@ -48,7 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_templating(app)
     init_htmx(app)
 
-    from app import api, auth, dashboard, health
+    from app import admin, api, auth, dashboard, health
     from app.accounts.cli import users_cli
     from app.keys.cli import keys_cli
 
@@ -56,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(admin.bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     return app

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.accounts.models import User, new_session_nonce
 from app.accounts.passwords import PasswordHasher, password_problem
+from app.audit import service as audit
 from app.database import utcnow
 from app.extensions import db
 
@@ -84,8 +85,22 @@ def end_sessions(user: User) -> None:
     db.session.commit()
 
 
-def set_admin(user: User, is_admin: bool) -> None:
+def set_admin(user: User, is_admin: bool, *, actor=None) -> None:
+    """Promote or demote; audited when an actor (an admin in the web UI) is given. Commits."""
+    if user.is_admin != is_admin and actor is not None:
+        audit.record("user.promoted" if is_admin else "user.demoted", actor, detail=f"user:{user.id} {user.email}")
     user.is_admin = is_admin
+    db.session.commit()
+
+
+def set_active(user: User, active: bool, *, actor) -> None:
+    """Deactivate (sessions end and every key stops at once: verify() checks the owner) or reactivate. Commits."""
+    if user.is_active == active:
+        return
+    user.is_active = active
+    if not active:
+        user.session_nonce = new_session_nonce()
+    audit.record("user.reactivated" if active else "user.deactivated", actor, detail=f"user:{user.id} {user.email}")
     db.session.commit()
 
 

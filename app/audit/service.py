@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.audit.models import AuditEvent
+from app.audit.models import Alert, AuditEvent
+from app.database import utcnow
 from app.extensions import db
 
 USER_AGENT_LENGTH = 300
@@ -59,3 +60,13 @@ def record(event: str, actor: Actor, key=None, detail: str | None = None) -> Aud
     entry = AuditEvent(**event_row(event, actor, key, detail))
     db.session.add(entry)
     return entry
+
+
+def acknowledge_alert(alert: Alert, actor: Actor) -> None:
+    """Mark an alert as seen by this admin, and audit that. Commits."""
+    if alert.acknowledged_at is not None:
+        return
+    alert.acknowledged_at = utcnow()
+    alert.acknowledged_by_id = actor.user_id
+    record("alert.acknowledged", actor, detail=f"alert {alert.id}: {alert.kind}")
+    db.session.commit()

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
 
+from app.accounts.models import User
 from app.audit.models import AuditEvent
 from app.extensions import db
 from app.keys.models import ApiKey, DailyKeyUsage
@@ -128,3 +129,136 @@ def key_events(key_id: int, limit: int = 50) -> list[AuditEvent]:
         select(AuditEvent).where(AuditEvent.key_id == key_id)
         .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
     ))
+
+
+# -- across every user (the admin pages) ----------------------------------------------------------------------------
+
+ADMIN_SORTS = {
+    "newest": (ApiKey.created_at.desc(), ApiKey.id.desc()),
+    "oldest": (ApiKey.created_at.asc(), ApiKey.id.asc()),
+    "expires": (ApiKey.expires_at.is_(None), ApiKey.expires_at.asc(), ApiKey.id.asc()),
+    "last_used": (ApiKey.last_used_at.is_(None), ApiKey.last_used_at.desc(), ApiKey.id.desc()),
+    "most_used": (ApiKey.usage_count.desc(), ApiKey.id.desc()),
+    "name": (ApiKey.name.asc(), ApiKey.id.asc()),
+}
+
+
+@dataclass(frozen=True)
+class KeyFilters:
+    """What the admin key list can be narrowed by; every field is optional."""
+
+    search: str = ""               # name, owner email or display start
+    status: str = "all"
+    owner: str = ""                # exact email
+    scope: str = ""
+    expiring_within_days: int | None = None
+    idle_days: int | None = None   # not used for this many days (or never, and made that long ago)
+    never_expiring: bool = False
+
+
+def _idle_since(cutoff: datetime) -> ColumnElement[bool]:
+    return or_(ApiKey.last_used_at < cutoff, and_(ApiKey.last_used_at.is_(None), ApiKey.created_at < cutoff))
+
+
+def _admin_filters(filters: KeyFilters, now: datetime, warning_days: int) -> list:
+    where: list = []
+    if filters.status != "all":
+        where.append(status_condition(filters.status, now, warning_days))
+    if filters.search.strip():
+        pattern = f"%{_escape_like(filters.search.strip())}%"
+        where.append(or_(ApiKey.name.ilike(pattern, escape="\\"), ApiKey.display_start.ilike(pattern, escape="\\"),
+                         ApiKey.user_id.in_(select(User.id).where(User.email.ilike(pattern, escape="\\")))))
+    if filters.owner.strip():
+        where.append(ApiKey.user_id.in_(select(User.id).where(User.email == filters.owner.strip().lower())))
+    if filters.scope.strip():
+        # Scopes are stored space-separated: pad both sides so "read" never matches "read:data".
+        where.append((" " + ApiKey.scope_text + " ").like(f"% {_escape_like(filters.scope.strip())} %", escape="\\"))
+    if filters.expiring_within_days is not None:
+        where += [ApiKey.expires_at.is_not(None), ApiKey.expires_at > now,
+                  ApiKey.expires_at <= now + timedelta(days=filters.expiring_within_days)]
+    if filters.idle_days is not None:
+        where.append(_idle_since(now - timedelta(days=filters.idle_days)))
+    if filters.never_expiring:
+        where.append(ApiKey.expires_at.is_(None))
+    return where
+
+
+def admin_key_page(filters: KeyFilters, *, now: datetime, warning_days: int, sort: str = "newest", page: int = 1,
+                   per_page: int = PAGE_SIZE) -> KeyPage:
+    """One page of every user's keys, filtered and sorted; owners loaded with them (one query, not one per row)."""
+    where = _admin_filters(filters, now, warning_days)
+    total = db.session.scalar(select(func.count()).select_from(ApiKey).where(*where)) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    keys = db.session.scalars(select(ApiKey).where(*where).order_by(*ADMIN_SORTS.get(sort, ADMIN_SORTS["newest"]))
+                              .limit(per_page).offset((page - 1) * per_page)).all()
+    return KeyPage(list(keys), page, pages, total)
+
+
+@dataclass(frozen=True)
+class Totals:
+    users: int
+    active_keys: int
+    expiring_soon: int
+    requests_today: int
+    requests_7_days: int
+    failed_today: int
+    failed_7_days: int
+
+
+def totals(now: datetime, warning_days: int) -> Totals:
+    today = now.date()
+
+    def usage(column, since: date) -> int:
+        return int(db.session.scalar(select(func.coalesce(func.sum(column), 0)).where(DailyKeyUsage.day >= since)))
+
+    def failed_since(moment: datetime) -> int:
+        # Refusals of unknown and malformed keys have no key row to count them under: count their audit events.
+        return db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.event == "key.verify_failed", AuditEvent.created_at >= moment)) or 0
+
+    midnight = datetime.combine(today, datetime.min.time(), now.tzinfo)
+    return Totals(
+        users=db.session.scalar(select(func.count()).select_from(User)) or 0,
+        active_keys=db.session.scalar(select(func.count()).select_from(ApiKey).where(
+            status_condition("active", now, warning_days))) or 0,
+        expiring_soon=db.session.scalar(select(func.count()).select_from(ApiKey).where(
+            status_condition("expiring", now, warning_days))) or 0,
+        requests_today=usage(DailyKeyUsage.requests, today),
+        requests_7_days=usage(DailyKeyUsage.requests, today - timedelta(days=6)),
+        failed_today=failed_since(midnight),
+        failed_7_days=failed_since(midnight - timedelta(days=6)),
+    )
+
+
+def top_keys(days: int, today: date, limit: int = 10) -> list[tuple[ApiKey, int]]:
+    """The keys with the most valid requests in the last `days` days, with that count."""
+    used = func.sum(DailyKeyUsage.requests).label("used")
+    rows = db.session.execute(
+        select(ApiKey, used).join(DailyKeyUsage, DailyKeyUsage.key_id == ApiKey.id)
+        .where(DailyKeyUsage.day > today - timedelta(days=days)).group_by(ApiKey.id)
+        .order_by(used.desc(), ApiKey.id).limit(limit))
+    return [(key, int(count)) for key, count in rows if count]
+
+
+def health_lists(now: datetime, catalogue: dict[str, str], limit: int = 50) -> dict[str, list[ApiKey]]:
+    """Live keys that deserve a second look, by reason."""
+    live = status_condition("live", now, 0)
+    every_scope = and_(*[(" " + ApiKey.scope_text + " ").like(f"% {_escape_like(name)} %", escape="\\")
+                         for name in catalogue])
+    reasons = {
+        "never_expiring": ApiKey.expires_at.is_(None),
+        "idle": _idle_since(now - timedelta(days=30)),
+        "every_scope": every_scope,
+        "owner_deactivated": ApiKey.user_id.in_(select(User.id).where(User.is_active.is_(False))),
+    }
+    return {reason: list(db.session.scalars(select(ApiKey).where(live, condition)
+                                            .order_by(ApiKey.created_at, ApiKey.id).limit(limit)))
+            for reason, condition in reasons.items()}
+
+
+def key_counts_by_owner(now: datetime) -> dict[int, tuple[int, int]]:
+    """{user id: (live keys, all keys)} in one grouped query."""
+    live = func.sum(case((status_condition("live", now, 0), 1), else_=0))
+    rows = db.session.execute(select(ApiKey.user_id, live, func.count()).group_by(ApiKey.user_id))
+    return {user_id: (int(live_count or 0), int(total)) for user_id, live_count, total in rows}

@@ -1,0 +1,52 @@
+"""The admin pages' filter forms: GET forms read from the query string, without CSRF (they change nothing)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import NumberRange, Optional
+
+from app.audit.queries import AuditFilters
+from app.keys.queries import ADMIN_SORTS, STATUSES, KeyFilters
+
+
+class _QueryForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+
+class KeyFilterForm(_QueryForm):
+    q = StringField("Search", description="Name, owner email or key start", validators=[Optional()])
+    status = SelectField("Status", default="all", choices=[SelectChoice("all", "Any"), SelectChoice("live", "Live"),
+                                                           *(SelectChoice(s, s.capitalize()) for s in STATUSES)])
+    owner = StringField("Owner email", validators=[Optional()])
+    scope = StringField("Scope", validators=[Optional()])
+    expiring = IntegerField("Expiring within (days)", validators=[Optional(), NumberRange(1, 3650)])
+    idle = IntegerField("Idle for (days)", validators=[Optional(), NumberRange(1, 3650)])
+    never_expiring = BooleanField("Never expires")
+    sort = SelectField("Sort", default="newest", choices=[SelectChoice(name, name.replace("_", " ").capitalize())
+                                                          for name in ADMIN_SORTS])
+
+    def filters(self) -> KeyFilters:
+        return KeyFilters(search=self.q.data or "", status=self.status.data or "all", owner=self.owner.data or "",
+                          scope=self.scope.data or "", expiring_within_days=self.expiring.data,
+                          idle_days=self.idle.data, never_expiring=bool(self.never_expiring.data))
+
+
+class AuditFilterForm(_QueryForm):
+    user = StringField("User email", validators=[Optional()])
+    key = StringField("Key", description="Its id or its start, such as kf_cVo3KB", validators=[Optional()])
+    event = SelectField("Event", validate_choice=False, default="")
+    since = DateField("From", validators=[Optional()])
+    until = DateField("To (inclusive)", validators=[Optional()])
+
+    def filters(self) -> AuditFilters:
+        def midnight(day):
+            return datetime.combine(day, time.min, UTC)
+
+        return AuditFilters(user=self.user.data or "", key=self.key.data or "", event=self.event.data or "",
+                            since=midnight(self.since.data) if self.since.data else None,
+                            until=midnight(self.until.data) + timedelta(days=1) if self.until.data else None)

@@ -1,0 +1,72 @@
+"""Reading the audit log and the alerts, for the admin pages and the CSV export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from app.accounts.models import User
+from app.audit.models import Alert, AuditEvent
+from app.extensions import db
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    user: str = ""                 # the acting user's email
+    key: str = ""                  # a key id, or its display start
+    event: str = ""                # exact event name, such as key.revoked
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _where(filters: AuditFilters) -> list:
+    where: list = []
+    if filters.user.strip():
+        where.append(AuditEvent.actor_user_id.in_(select(User.id).where(User.email == filters.user.strip().lower())))
+    key = filters.key.strip()
+    if key:
+        where.append(AuditEvent.key_id == int(key) if key.isascii() and key.isdigit()
+                     else AuditEvent.key_display == key.rstrip("…"))
+    if filters.event.strip():
+        where.append(AuditEvent.event == filters.event.strip())
+    if filters.since is not None:
+        where.append(AuditEvent.created_at >= filters.since)
+    if filters.until is not None:
+        where.append(AuditEvent.created_at < filters.until)
+    return where
+
+
+def audit_page(filters: AuditFilters, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[AuditEvent], bool]:
+    """A page of matching events, newest first, and whether an older page follows."""
+    rows = list(db.session.scalars(
+        select(AuditEvent).where(*_where(filters)).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        .limit(per_page + 1).offset((max(page, 1) - 1) * per_page)))
+    return rows[:per_page], len(rows) > per_page
+
+
+def audit_rows(filters: AuditFilters, batch: int = 1000) -> Iterator[AuditEvent]:
+    """Every matching event, newest first, read in batches so an export of millions holds few in memory."""
+    statement = (select(AuditEvent).where(*_where(filters))
+                 .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+                 .execution_options(yield_per=batch))
+    yield from db.session.scalars(statement)
+
+
+def event_names() -> list[str]:
+    return list(db.session.scalars(select(AuditEvent.event).distinct().order_by(AuditEvent.event)))
+
+
+def alerts(*, open_only: bool, limit: int = 100) -> list[Alert]:
+    statement = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+    if open_only:
+        statement = statement.where(Alert.acknowledged_at.is_(None))
+    return list(db.session.scalars(statement))
+
+
+def open_alert_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(Alert).where(Alert.acknowledged_at.is_(None))) or 0
