@@ -173,6 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Optional static key for one trusted service, accepted besides the issued keys (compared in constant "
             "time). Off when unset; 32+ characters."),
     Setting("SERVICE_API_KEY_SCOPES", "", _scope_list, "Space-separated scopes of `SERVICE_API_KEY`."),
+    Setting("FAILED_ATTEMPTS_ALERT", "20 per 5 minutes", _rate,
+            "Failed key verifications from one IP in this window that raise an admin alert (once per window)."),
     Setting("RENEWAL_WARNING_DAYS", "14", _whole(1, 365),
             "Keys expiring within this many days are listed at the top of the dashboard for renewal."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,

@@ -15,13 +15,15 @@ import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import String, case, literal, update
+import limits
+from sqlalchemy import String, case, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.audit.alerts import raise_alerts
 from app.audit.models import AuditEvent
-from app.database import UTCDateTime
+from app.database import UTCDateTime, utcnow
 from app.keys.models import ApiKey, DailyKeyUsage
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,15 @@ class UsageBuffer:
         from app.extensions import db
 
         with db.engine.begin() as connection:
+            # A key deleted since its use was buffered (its owner's account removed) must not make this batch
+            # fail for ever: its counts go, its audit events stay without the key.
+            referenced = set(pending.uses) | {key_id for key_id, _ in pending.daily} | {
+                event["key_id"] for event in pending.events if event.get("key_id") is not None}
+            existing = set(connection.scalars(select(ApiKey.id).where(ApiKey.id.in_(referenced)))) \
+                if referenced else set()
+            for event in pending.events:
+                if event.get("key_id") is not None and event["key_id"] not in existing:
+                    event["key_id"] = None
             for key_id, use in sorted(pending.uses.items()):
                 at, ip = literal(use.last_used_at, UTCDateTime()), literal(use.last_ip, String())
                 # Another process may have written a later use already: keep whichever is newest.
@@ -146,9 +157,9 @@ class UsageBuffer:
                         last_used_ip=case((newer, ip), else_=ApiKey.last_used_ip),
                     )
                 )
-            if pending.daily:
-                rows = [{"key_id": key_id, "day": day, "requests": counts[0], "failures": counts[1]}
-                        for (key_id, day), counts in sorted(pending.daily.items())]
+            rows = [{"key_id": key_id, "day": day, "requests": counts[0], "failures": counts[1]}
+                    for (key_id, day), counts in sorted(pending.daily.items()) if key_id in existing]
+            if rows:
                 insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
                 statement = insert(DailyKeyUsage)
                 connection.execute(statement.on_conflict_do_update(
@@ -158,6 +169,8 @@ class UsageBuffer:
                 ), rows)
             if pending.events:
                 connection.execute(AuditEvent.__table__.insert(), pending.events)
+                limit = limits.parse(self._app.config["FAILED_ATTEMPTS_ALERT"])
+                raise_alerts(connection, pending.events, utcnow(), limit.amount, timedelta(seconds=limit.get_expiry()))
 
     def _put_back(self, pending: Pending) -> None:
         with self._lock:
