@@ -1,6 +1,7 @@
 """gunicorn settings for Keyfob: `gunicorn -c gunicorn.conf.py wsgi:app` (what `make serve` runs)."""
 
 import os
+import tempfile
 from pathlib import Path
 
 bind = os.environ.get("KEYFOB_BIND", "127.0.0.1:8000")
@@ -9,6 +10,11 @@ graceful_timeout = 30
 accesslog = "-"
 # Never log query strings: a client that wrongly puts a key in a URL must not have it written to disk.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+
+
+# Prometheus multiprocess mode: each worker writes its metric samples into this folder and a scrape of /metrics
+# adds them up, whichever worker answers. Set before any worker starts (and imports prometheus_client).
+metrics_folder = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="keyfob-metrics-")))
 
 
 def worker_exit(server, worker):
@@ -27,3 +33,14 @@ def on_starting(server):
         load_settings(read_environment(os.environ, Path.cwd() / ".env"))
     except ConfigError as error:
         exit_for(error)
+    # Counts from an earlier run of the server must not be added to this one's.
+    metrics_folder.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_folder.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A worker that is gone stops counting towards the live gauges (counters keep its totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

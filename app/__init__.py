@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app.errors import init_error_handlers
     from app.htmx import init_htmx
+    from app.metrics import init_metrics
     from app.security_headers import init_security_headers
     from app.templating import init_templating
 
@@ -47,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_security_headers(app)
     init_templating(app)
     init_htmx(app)
+    init_metrics(app)
 
     from app import admin, api, auth, dashboard, health
     from app.accounts.cli import users_cli

@@ -177,6 +177,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Failed key verifications from one IP in this window that raise an admin alert (once per window)."),
     Setting("RENEWAL_WARNING_DAYS", "14", _whole(1, 365),
             "Keys expiring within this many days are listed at the top of the dashboard for renewal."),
+    Setting("METRICS_TOKEN", None, _text,
+            "Bearer token that lets a Prometheus server read `/metrics` (admins signed in may read it too). "
+            "Unset: only admins. Use 32+ random characters."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
             "How often each process writes its buffered usage counts to the database."),
 )
@@ -221,6 +224,8 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
     service_key = values["SERVICE_API_KEY"]
     if service_key is not None and len(service_key) < 32:
         raise ConfigError("SERVICE_API_KEY is too short: use at least 32 random characters")
+    if values["METRICS_TOKEN"] is not None and len(values["METRICS_TOKEN"]) < 32:
+        raise ConfigError("METRICS_TOKEN is too short: use at least 32 random characters")
     unknown = set(values["SERVICE_API_KEY_SCOPES"]) - set(values["API_SCOPES"])
     if unknown:
         raise ConfigError(f"SERVICE_API_KEY_SCOPES names unknown scopes: {', '.join(sorted(unknown))}")

@@ -20,6 +20,7 @@ from app.errors import error_response
 from app.keys import service
 from app.keys.ratelimit import RateLimitState
 from app.keys.service import Outcome
+from app.metrics import count_verification
 
 REALM = 'Bearer realm="keyfob"'
 # Names under which clients tend to put a key in a URL, where proxies, logs and browser history would keep it.
@@ -99,6 +100,7 @@ def require_api_key(*scopes: str) -> Callable:
                                       headers={"WWW-Authenticate": REALM})
             # The raw header, not request.user_agent: it is only written to the audit log of a refusal.
             result = service.verify(token, scopes, environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+            count_verification(result.outcome)
             if not result.ok:
                 return refusal(result)
             g.api_key = result.key

@@ -53,6 +53,8 @@ def test_production_defaults(tmp_path):
     ({**PRODUCTION, "KEY_SUSPENSION_SECONDS": "99999999999999999"}, "KEY_SUSPENSION_SECONDS"),
     ({**PRODUCTION, "MAX_KEY_LIFETIME_DAYS": "99999999999"}, "MAX_KEY_LIFETIME_DAYS"),
     ({**PRODUCTION, "RENEWAL_WARNING_DAYS": "0"}, "RENEWAL_WARNING_DAYS"),
+    ({**PRODUCTION, "METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
+    ({**PRODUCTION, "FAILED_ATTEMPTS_ALERT": "often"}, "FAILED_ATTEMPTS_ALERT"),
 ])
 def test_bad_settings_fail_with_one_line_naming_them(tmp_path, values, named):
     with pytest.raises(ConfigError) as caught:

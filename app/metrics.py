@@ -1,0 +1,105 @@
+"""Prometheus metrics at /metrics: verifications by outcome, request latency, active keys and open alerts.
+
+Under gunicorn each worker is its own process, so counters and histograms use prometheus-client's multiprocess
+mode: gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh folder before the workers start, each worker
+writes its samples there, and a scrape adds them up whichever worker answers. Without that variable (flask run,
+tests) the process's own registry is used. Active keys and open alerts are read from the database at scrape time,
+so every worker reports the same truth.
+
+Protected: an admin's session, or `Authorization: Bearer <METRICS_TOKEN>` for the Prometheus server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from flask_login import current_user
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from app.errors import error_response
+
+bp = Blueprint("metrics", __name__)
+
+VERIFICATIONS = Counter("keyfob_key_verifications", "API key verifications, by outcome", ["outcome"])
+REQUEST_SECONDS = Histogram("keyfob_request_duration_seconds", "Time to answer a request, by route and method",
+                            ["route", "method"],
+                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+def count_verification(outcome: str) -> None:
+    VERIFICATIONS.labels(outcome).inc()
+
+
+class DatabaseGauges:
+    """Gauges read from the database when Prometheus scrapes: the same in every worker."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+
+    def collect(self):
+        from app.audit.queries import open_alert_count
+        from app.database import utcnow
+        from app.keys import queries
+
+        with self._app.app_context():
+            now = utcnow()
+            warning_days = self._app.config["RENEWAL_WARNING_DAYS"]
+            active = GaugeMetricFamily("keyfob_active_keys", "Keys that would be accepted now")
+            active.add_metric([], queries.totals(now, warning_days).active_keys)
+            alerts = GaugeMetricFamily("keyfob_open_alerts", "Admin alerts not yet acknowledged")
+            alerts.add_metric([], open_alert_count())
+        yield active
+        yield alerts
+
+
+def _registry() -> CollectorRegistry:
+    """What a scrape reports: every worker's samples (multiprocess mode) or this process's, plus the gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        for collector in (VERIFICATIONS, REQUEST_SECONDS):
+            registry.register(collector)
+    registry.register(DatabaseGauges(current_app._get_current_object()))
+    return registry
+
+
+def _allowed() -> bool:
+    from app.api.decorator import bearer_token  # here: the decorator itself imports this module
+
+    token = current_app.config["METRICS_TOKEN"]
+    presented = bearer_token()
+    if token and presented is not None:
+        return hmac.compare_digest(presented.encode(), token.encode())
+    return current_user.is_authenticated and current_user.is_admin
+
+
+@bp.get("/metrics")
+def metrics():
+    if not _allowed():
+        if current_user.is_authenticated and "HTTP_AUTHORIZATION" not in request.environ:
+            return error_response(403, "forbidden", "Only admins may read the metrics.")
+        return error_response(401, "unauthorized", "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.",
+                              headers={"WWW-Authenticate": 'Bearer realm="keyfob-metrics"'})
+    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_metrics(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def _start_clock():
+        g._metrics_started = time.perf_counter()
+
+    @app.teardown_request
+    def _observe(_error=None):
+        started = g.pop("_metrics_started", None)
+        if started is not None:
+            # The rule, not the path: /keys/7 and /keys/8 are one series, and a scanner's junk paths are "unmatched".
+            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
