@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from flask import Flask
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response, Route, sync_playwright
 from werkzeug.serving import make_server
 
@@ -87,14 +88,14 @@ def htmx_js() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory) -> Iterator[str]:
-    """The app on a fresh database, served on a free local port; yields the base URL."""
+def live_app(tmp_path_factory) -> Iterator[tuple[Flask, str]]:
+    """The app on a fresh database, served on a free local port; yields the app (to set up data) and base URL."""
     app = make_app(tmp_path_factory.mktemp("live"))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield app, f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
@@ -102,6 +103,12 @@ def live_server(tmp_path_factory) -> Iterator[str]:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def live_server(live_app) -> str:
+    """The base URL of the live app."""
+    return live_app[1]
 
 
 @pytest.fixture(scope="session")
