@@ -47,8 +47,9 @@ class ApiKey(db.Model):
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
-    # A person's key list is read newest first, a page at a time, even with 10,000 keys.
-    __table_args__ = (Index("ix_api_keys_user_id_created_at", "user_id", "created_at"),)
+    # A person's key list, and the admin's list of everyone's, are read newest first a page at a time.
+    __table_args__ = (Index("ix_api_keys_user_id_created_at", "user_id", "created_at"),
+                      Index("ix_api_keys_created_at", "created_at"))
 
     @property
     def scopes(self) -> tuple[str, ...]:

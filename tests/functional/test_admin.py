@@ -294,3 +294,20 @@ def test_the_audit_log_filters_and_exports_csv(app, world):
     assert {row[1] for row in table[1:]} >= {"key.created", "key.disabled", "key.verify_failed"}
     agents = [row[7] for row in table[1:] if row[7]]
     assert agents and all(not agent.startswith("=") for agent in agents)  # no formula reaches a spreadsheet
+
+
+def test_a_hundred_thousand_keys_give_one_page_through_an_index(app, world):
+    now = utcnow()
+    with app.app_context():
+        for start in range(0, 100_000, 20_000):
+            db.session.execute(sa.insert(ApiKey), [
+                {"user_id": world["user"], "name": f"k{i}", "secret_hash": f"{i:064d}", "display_start": "kf_k",
+                 "created_at": now - timedelta(seconds=i), "expires_at": now + timedelta(days=30)}
+                for i in range(start, start + 20_000)])
+        db.session.commit()
+        plan = " ".join(str(row) for row in db.session.execute(sa.text(
+            "EXPLAIN QUERY PLAN SELECT id FROM api_keys ORDER BY created_at DESC, id DESC LIMIT 25 OFFSET 50000")))
+    assert "ix_api_keys_created_at" in plan
+    html = signed_in(app, "ada@example.com").get("/admin/keys", query_string={"page": 2000}).get_data(as_text=True)
+    assert len(_listed(html)) == 25
+    assert "Page 2000 of 4001" in html
