@@ -82,6 +82,13 @@ def refusal(result: service.Verification):
                           f"Try again in {result.rate_limit.reset} s.", headers=headers)
 
 
+def key_in_query() -> bool:
+    """A parameter named like a key, or any value that is a well-formed key, whatever its name (?foo=kf_...)."""
+    args = request.args
+    return any(name in args for name in KEY_QUERY_PARAMETERS) or any(
+        service.looks_like_a_key(value) for values in args.listvalues() for value in values)
+
+
 def require_api_key(*scopes: str) -> Callable:
     """Guard a view: the request must carry a valid key holding every scope in `scopes`."""
 
@@ -90,7 +97,7 @@ def require_api_key(*scopes: str) -> Callable:
         def guarded(*args, **kwargs):
             environ = request.environ
             # Parsing the query string costs a few µs, so only when there is one.
-            if environ.get("QUERY_STRING") and any(name in request.args for name in KEY_QUERY_PARAMETERS):
+            if environ.get("QUERY_STRING") and key_in_query():
                 return error_response(400, "key_in_url", "Never put an API key in a URL; send it in the "
                                                          "Authorization header: Authorization: Bearer <key>.")
             token = bearer_token()

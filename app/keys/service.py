@@ -375,6 +375,8 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
     if s.service_key is not None and hmac.compare_digest(token.encode(), s.service_key.encode()):
         missing = tuple(scope for scope in required if scope not in s.service_scopes)
         if missing:
+            _failed(Outcome.INSUFFICIENT_SCOPE, now, client_ip, user_agent, detail="needs " + " ".join(missing),
+                    key_display=ServiceKey.display_start)
             return Verification(Outcome.INSUFFICIENT_SCOPE, ServiceKey(s.service_scopes), missing)
         return Verification(Outcome.VALID, ServiceKey(s.service_scopes))
 
@@ -452,6 +454,14 @@ def _suspend(key: VerifiedKey, actor: Actor, now: datetime) -> None:
     audit.record("key.suspended", actor, key, message)
     db.session.add(Alert(kind="rate_limit_suspension", key_id=key.id, ip=actor.ip, message=message))
     _commit()
+
+
+def looks_like_a_key(value: str) -> bool:
+    """True for any well-formed key with this deployment's prefix (checksum and all), or the service key: no query."""
+    s = settings()
+    if s.service_key is not None and hmac.compare_digest(value.encode(), s.service_key.encode()):
+        return True
+    return tokens.parse(value, s.prefix) is not None
 
 
 def _failed(outcome: Outcome, now: datetime, client_ip: str | None, user_agent: str | None,

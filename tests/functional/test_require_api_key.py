@@ -519,3 +519,40 @@ def test_an_unreachable_database_answers_503_not_500(tmp_path):
         assert int(response.headers["Retry-After"]) > 0
     finally:
         close_app(app)
+
+
+def test_an_outage_is_retried_three_times_with_growing_pauses_then_503(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-dir" / "keyfob.db"
+    app = create_app(app_config(tmp_path, DATABASE_URL=f"sqlite:///{missing}", **QUIET))
+    pauses: list[float] = []
+    monkeypatch.setattr(service.time, "sleep", pauses.append)
+    try:
+        response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
+        assert response.status_code == 503
+        assert pauses == [service.LOOKUP_BACKOFF_SECONDS, service.LOOKUP_BACKOFF_SECONDS * 2]  # 3 tries, 2 pauses
+    finally:
+        close_app(app)
+
+
+@pytest.mark.parametrize("name", ["foo", "q", "x-api-key"])
+def test_a_key_in_any_query_parameter_is_refused(app, client, user, name):
+    _, token = new_key(app, user)
+    response = client.get(WHOAMI, query_string={name: token}, headers=bearer(token))
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "key_in_url"
+    # A value that is not a well-formed key is just a parameter.
+    assert client.get(WHOAMI, query_string={name: token[:-1]}, headers=bearer(token)).status_code == 200
+
+
+def test_a_refusal_of_the_service_key_is_audited(apps):
+    service_key = "s" * 40
+    app = apps(SERVICE_API_KEY=service_key, SERVICE_API_KEY_SCOPES="read:data")
+    client = app.test_client()
+    response = client.get("/api/v1/api-keys", headers={**bearer(service_key), "User-Agent": "cron/1"})
+    assert response.status_code == 403
+    assert client.get(WHOAMI, query_string={"k": service_key}, headers=bearer(service_key)).status_code == 400
+    flush(app)
+    [row] = audit_rows(app, "key.verify_failed")
+    assert (row["key_display"], row["detail"], row["user_agent"]) == ("service", "insufficient_scope: needs keys:read",
+                                                                       "cron/1")
+    assert service_key not in str(row)
