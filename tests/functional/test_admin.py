@@ -142,6 +142,11 @@ def test_all_keys_search_filter_and_sort(app, world):
     assert listed(expiring=40) == [str(mine), grace]
     assert listed(sort="most_used")[0] == str(mine)
     assert listed(status="revoked") == []
+    with app.app_context():
+        db.session.execute(sa.update(ApiKey).where(ApiKey.id == idle).values(expires_at=None))
+        db.session.commit()
+    assert listed(never_expiring="y") == [str(idle)]
+    assert listed(status="active", owner="ada@example.com", sort="name") == [str(mine), str(idle)]
     refused = client.get("/admin/keys?idle=0")
     assert refused.status_code == 200  # a bad filter is shown next to its field and ignored, never a 500
     assert 'id="idle-error"' in refused.get_data(as_text=True)
