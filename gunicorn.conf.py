@@ -17,6 +17,25 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
 metrics_folder = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="keyfob-metrics-")))
 
 
+def post_fork(server, worker):
+    """Give each new worker empty database connection pools.
+
+    Without preload_app (the default) each worker builds the app after the fork and has nothing to drop. With
+    `--preload` the master built the app, and any connection it opened sits in the pool the worker inherits: two
+    processes on one connection corrupt each other's conversation with the database. close=False drops the
+    inherited connections without closing them, which would close them under the master (SQLAlchemy's advice for
+    os.fork). Redis connections need nothing: the redis client opens new ones when it finds itself in a new process.
+    """
+    app = server.app.callable  # the preloaded app, or None until the worker loads its own
+    if app is None or "sqlalchemy" not in getattr(app, "extensions", {}):
+        return
+    from app.extensions import db
+
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose(close=False)
+
+
 def worker_exit(server, worker):
     """Write the worker's buffered usage counts before it goes (graceful stop, restart, max-requests)."""
     usage = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("keyfob.usage")

@@ -255,3 +255,17 @@ def test_concurrent_clients_add_up_exactly_after_a_graceful_stop(tmp_path, flush
 
 
 
+
+def test_preloaded_workers_never_use_a_database_connection_the_master_opened(tmp_path):
+    # With --preload the master builds the app, and here it also opens a connection and leaves it in the pool:
+    # gunicorn.conf.py's post_fork must keep every worker from taking it over.
+    server = Server(tmp_path)
+    server.cli("db", "upgrade")
+    try:
+        server.start("--preload", "tests.functional.preload_wsgi:app")
+        answers = concurrently(lambda _: request(server.base + "/test/connection")[2], range(8 * WORKERS))
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    workers = {answer["worker"] for answer in answers}
+    assert len(workers) == WORKERS and answers[0]["master"] not in workers
+    assert [answer for answer in answers if answer["opened_by"] != answer["worker"]] == []
