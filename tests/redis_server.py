@@ -52,6 +52,11 @@ class RedisServer:
         """Forget every counter: each test starts from an empty Redis."""
         self.client.flushall()
 
+    def restart(self) -> None:
+        """A new, empty redis-server on the same port (after stop()): what a client sees when Redis comes back."""
+        self.stop()
+        self.process = _start(redis_server_binary(), self.folder, self.port).process
+
     def stop(self) -> None:
         self.client.close()
         if self.process.poll() is None:
@@ -63,8 +68,8 @@ class RedisServer:
                 self.process.wait(timeout=10)
 
 
-def _start(binary: Path, folder: Path) -> RedisServer:
-    port = _free_port()
+def _start(binary: Path, folder: Path, port: int | None = None) -> RedisServer:
+    port = port or _free_port()
     log = folder / "redis.log"
     process = subprocess.Popen(
         [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -89,6 +94,7 @@ def _start(binary: Path, folder: Path) -> RedisServer:
 def running_redis(folder: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for the duration of the block (a second try if another process took the free port)."""
     binary = redis_server_binary()
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         server = _start(binary, folder)
     except RuntimeError:

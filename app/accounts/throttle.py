@@ -1,4 +1,7 @@
-"""Failed-login throttling per account and per client IP, in moving windows (no permanent lockout)."""
+"""Failed-login throttling per account and per client IP, in moving windows (no permanent lockout).
+
+While the shared storage (Redis) cannot be reached, logins answer 503 with Retry-After rather than go unthrottled.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,14 @@ import limits
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from app.keys.ratelimit import storage_outage_is_503
+
 NAMESPACE = "login-failures"
 
 
 class LoginThrottle:
     def __init__(self, storage: Storage, per_account: str, per_ip: str) -> None:
+        self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._rules = (("account", limits.parse(per_account)), ("ip", limits.parse(per_ip)))
 
@@ -24,17 +30,20 @@ class LoginThrottle:
         """Seconds until another attempt is allowed for this email and IP; 0 when it is allowed now."""
         keys = self._keys(email, ip)
         wait = 0.0
-        for kind, rule in self._rules:
-            if not self._limiter.test(rule, NAMESPACE, kind, keys[kind]):
-                reset = self._limiter.get_window_stats(rule, NAMESPACE, kind, keys[kind]).reset_time
-                wait = max(wait, reset - time.time())
+        with storage_outage_is_503(self._storage):
+            for kind, rule in self._rules:
+                if not self._limiter.test(rule, NAMESPACE, kind, keys[kind]):
+                    reset = self._limiter.get_window_stats(rule, NAMESPACE, kind, keys[kind]).reset_time
+                    wait = max(wait, reset - time.time())
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
     def record_failure(self, email: str, ip: str) -> None:
         keys = self._keys(email, ip)
-        for kind, rule in self._rules:
-            self._limiter.hit(rule, NAMESPACE, kind, keys[kind])
+        with storage_outage_is_503(self._storage):
+            for kind, rule in self._rules:
+                self._limiter.hit(rule, NAMESPACE, kind, keys[kind])
 
     def record_success(self, email: str) -> None:
         """A correct password clears the account's failures (the IP's stay: one IP may try many accounts)."""
-        self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)
+        with storage_outage_is_503(self._storage):
+            self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)

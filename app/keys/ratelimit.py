@@ -1,20 +1,39 @@
 """Per-key rate limits (requests per minute) and suspension of keys that keep exceeding them.
 
 Counters live in a `limits` storage: memory for one process, Redis (RATELIMIT_STORAGE_URI) to share them between
-processes and hosts.
+processes and hosts. While Redis cannot be reached, what needs it answers 503 with Retry-After, as a database outage
+does: a limit that cannot be counted is not waved through, and the log gets one warning, not a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import limits
-from limits.storage import Storage
+from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
+from werkzeug.exceptions import ServiceUnavailable
 
 NAMESPACE = "api-key"
+STORAGE_RETRY_AFTER_SECONDS = 5
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def storage_outage_is_503(storage: Storage) -> Iterator[None]:
+    """Turn the storage's "cannot reach the server" errors into a 503 with Retry-After (the app's error handler
+    answers it in the JSON or HTML shape). Memory storage has no server to lose."""
+    errors = () if isinstance(storage, MemoryStorage) else storage.base_exceptions
+    try:
+        yield
+    except errors as error:
+        log.warning("rate-limit storage (Redis) unavailable: %s: %s", error.__class__.__name__, error)
+        raise ServiceUnavailable(retry_after=STORAGE_RETRY_AFTER_SECONDS) from None
 
 
 @dataclass(frozen=True)
@@ -28,23 +47,27 @@ class RateLimitState:
 
 class KeyRateLimiter:
     def __init__(self, storage: Storage, suspend_after: str) -> None:
+        self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._suspend_after = limits.parse(suspend_after)
 
     def hit(self, key_id: int, per_minute: int) -> RateLimitState:
         """Count one request for the key; `allowed` is False when it is over its limit."""
         rule = limits.RateLimitItemPerMinute(per_minute)
-        allowed = self._limiter.hit(rule, NAMESPACE, str(key_id))
-        stats = self._limiter.get_window_stats(rule, NAMESPACE, str(key_id))
+        with storage_outage_is_503(self._storage):
+            allowed = self._limiter.hit(rule, NAMESPACE, str(key_id))
+            stats = self._limiter.get_window_stats(rule, NAMESPACE, str(key_id))
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return RateLimitState(per_minute, 60, stats.remaining, max(reset, 1) if not allowed else reset, allowed)
 
     def rejection_should_suspend(self, key_id: int) -> bool:
         """Count a rate-limited request; True once the key has kept exceeding its limit past the threshold."""
-        return not self._limiter.hit(self._suspend_after, NAMESPACE, "rejected", str(key_id))
+        with storage_outage_is_503(self._storage):
+            return not self._limiter.hit(self._suspend_after, NAMESPACE, "rejected", str(key_id))
 
     def forget(self, key_id: int, per_minute: int | None) -> None:
         """Clear a key's counters, when its suspension ends early or its limit changes."""
-        self._limiter.clear(self._suspend_after, NAMESPACE, "rejected", str(key_id))
-        if per_minute:
-            self._limiter.clear(limits.RateLimitItemPerMinute(per_minute), NAMESPACE, str(key_id))
+        with storage_outage_is_503(self._storage):
+            self._limiter.clear(self._suspend_after, NAMESPACE, "rejected", str(key_id))
+            if per_minute:
+                self._limiter.clear(limits.RateLimitItemPerMinute(per_minute), NAMESPACE, str(key_id))

@@ -6,6 +6,7 @@ sees. Without Redis each process would count on its own and a key would get its 
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -150,3 +151,54 @@ def test_failed_logins_count_across_processes(two_processes):
 
 def new_limited_key(app, per_minute: int) -> tuple[int, str]:
     return new_key(app, add_user(app), rate_limit=per_minute)
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def logged():
+    """What the app logs (the `app` logger and its children); the migrations' logging set-up replaces the root's
+    handlers, caplog's included."""
+    recorder, logger = Recorder(), logging.getLogger("app")
+    logger.addHandler(recorder)
+    yield recorder
+    logger.removeHandler(recorder)
+
+
+def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_path, logged):
+    with running_redis(tmp_path / "redis-folder") as redis:
+        factory = AppFactory(tmp_path)
+        app = factory("main", RATELIMIT_STORAGE_URI=redis.url, LOGIN_THROTTLE_PER_ACCOUNT="3 per 5 minutes")
+        try:
+            user = add_user(app)
+            _, limited = new_key(app, user, rate_limit=5)
+            _, unlimited = new_key(app, user)
+            client = app.test_client()
+            assert client.get(WHOAMI, headers=bearer(limited)).status_code == 200
+
+            redis.stop()
+            response = client.get(WHOAMI, headers=bearer(limited))
+            assert response.status_code == 503
+            assert response.get_json()["error"] == "service_unavailable"
+            assert int(response.headers["Retry-After"]) > 0
+            # A key without a rate limit needs no Redis, and keeps working.
+            assert client.get(WHOAMI, headers=bearer(unlimited)).status_code == 200
+            response = AuthActions(app.test_client()).login()
+            assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+            # One warning per refusal, no traceback ("Exception on ..." is how Flask logs a 500).
+            assert {(record.levelname, record.getMessage()[:40]) for record in logged.records} == \
+                {("WARNING", "rate-limit storage (Redis) unavailable: ")}
+
+            redis.restart()  # empty, as it comes back without persistence: the windows start afresh
+            assert client.get(WHOAMI, headers=bearer(limited)).status_code == 200
+            assert AuthActions(app.test_client()).login().status_code == 302
+        finally:
+            factory.close()
+            app.extensions["keyfob.ratelimit_storage"].storage.close()
