@@ -49,9 +49,13 @@ def on_starting(server):
     from app.config import ConfigError, exit_for, load_settings, read_environment
 
     try:
-        load_settings(read_environment(os.environ, Path.cwd() / ".env"))
+        settings = load_settings(read_environment(os.environ, Path.cwd() / ".env"))
     except ConfigError as error:
         exit_for(error)
+    if settings["RATELIMIT_STORAGE_URI"].startswith("memory://") and server.cfg.workers > 1:
+        server.log.warning("RATELIMIT_STORAGE_URI is memory://: each of the %d workers counts rate limits and failed "
+                           "logins on its own, so a key gets up to %d times its limit; set redis://... to share them",
+                           server.cfg.workers, server.cfg.workers)
     # Counts from an earlier run of the server must not be added to this one's.
     metrics_folder.mkdir(parents=True, exist_ok=True)
     for stale in metrics_folder.glob("*.db"):

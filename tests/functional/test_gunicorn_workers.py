@@ -172,6 +172,7 @@ def server(tmp_path_factory, redis_url):
 
 
 def test_a_rate_limit_holds_across_all_workers_with_redis(server):
+    assert "RATELIMIT_STORAGE_URI is memory://" not in server.log.read_text()
     key_id, token = new_key(server, "limited", rate_limit=30)
     before = server.verifications_by_worker()
     answers = concurrently(lambda _: request(server.base + WHOAMI, token), range(120))
@@ -252,6 +253,8 @@ def test_concurrent_clients_add_up_exactly_after_a_graceful_stop(tmp_path, flush
     finally:
         engine.dispose()
     assert (usage_count, daily) == (clients * requests_each, clients * requests_each)
+    # No Redis here: gunicorn says at start that each worker counts rate limits on its own.
+    assert "RATELIMIT_STORAGE_URI is memory://: each of the 4 workers counts" in server.log.read_text()
 
 
 
