@@ -36,6 +36,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _init_database(app)
     _init_accounts(app)
     _init_keys(app)
+    from app.fetch_metadata import init_fetch_metadata
+
+    init_fetch_metadata(app)  # before CSRF: a cross-site change is refused for that reason, token or not
     csrf.init_app(app)
 
     from app.errors import init_error_handlers

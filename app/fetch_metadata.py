@@ -1,0 +1,40 @@
+"""Refuse cross-site requests that would change something on the pages people sign in to.
+
+Browsers send `Sec-Fetch-Site` with every request (Fetch Metadata); a form or script on another site posting here
+arrives with `Sec-Fetch-Site: cross-site`. The session cookie's SameSite=Lax and the CSRF token already stop such a
+request; this third layer refuses it before either is needed, with a clear answer, whatever the browser does with
+cookies and whatever token the request carries. Safe methods (GET, HEAD, OPTIONS) stay open: links from other sites
+must work.
+
+The JSON API is exempt: it is authenticated by an `Authorization: Bearer` key, never by a cookie, so a cross-site
+request gains nothing the key does not already give, and browser apps on other origins may call it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from app.errors import error_response
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Blueprints whose routes read no cookie (the same ones CSRF protection exempts for that reason).
+COOKIELESS_BLUEPRINTS = frozenset({"api"})
+MESSAGE = ("Keyfob refused a request from another website: changes can only be made from Keyfob's own pages. "
+           "Client apps use the API with an API key.")
+
+
+def is_cross_site_change() -> bool:
+    return (request.method not in SAFE_METHODS
+            and request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site"
+            and request.url_rule is not None  # an unknown address answers 404 as usual
+            and request.blueprint not in COOKIELESS_BLUEPRINTS)
+
+
+def init_fetch_metadata(app: Flask) -> None:
+    """Register the check. Call it before CSRFProtect.init_app, so it answers before the token is looked at."""
+
+    @app.before_request
+    def _refuse_cross_site_changes():
+        if is_cross_site_change():
+            return error_response(403, "cross_site_request", MESSAGE)
+        return None
