@@ -121,6 +121,20 @@ def _check_outlives(expires_at: datetime | None) -> None:
                                                   f"an expiry on or before {ceiling.isoformat()}.")
 
 
+def _check_within_caller(key: ApiKey, now: datetime) -> None:
+    """Rotating hands the caller a working secret for `key`: only for a key that could not do more than the caller,
+    in what it may do or for how long. (An expired key is revived only up to the caller's expiry: see rotate_key.)"""
+    beyond = sorted(set(key.scopes) - set(g.api_key.scopes))
+    if beyond:
+        raise ApiError(403, "insufficient_scope", "A key cannot rotate a key that holds scopes it does not hold "
+                                                  "itself: " + " ".join(beyond) + ".")
+    ceiling = _caller_expiry()
+    expired = key.expires_at is not None and key.expires_at <= now
+    if ceiling is not None and not expired and (key.expires_at is None or key.expires_at > ceiling):
+        raise ApiError(403, "insufficient_scope", "A key cannot rotate a key that lives longer than itself: its new "
+                                                  "secret would outlive the caller.")
+
+
 def _expiry_from(body: dict, now: datetime) -> tuple[datetime | None, bool]:
     """(expiry, whether the body chose it) from expires_at or expires_in_days; both at once is refused."""
     if "expires_at" in body and "expires_in_days" in body:
@@ -151,6 +165,8 @@ def _after(cursor: str | None) -> tuple[datetime, int] | None:
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("no zone")
+        if not 0 < int(key_id) <= MAX_KEY_ID:
+            raise ValueError("no such id")
         return moment, int(key_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise invalid({"cursor": "Not a cursor this API gave out; start again without one."}) from None
@@ -275,6 +291,7 @@ def rotate_key(key_id: int):
     if not isinstance(grace, str) or grace not in GRACE_PERIODS:
         raise invalid({"grace": "Choose one of: " + ", ".join(GRACE_PERIODS) + "."})
     now = utcnow()
+    _check_within_caller(key, now)
     options = {}
     if key.expires_at is not None and key.expires_at <= now:
         # Rotating revives an expired key for its original lifetime: never past the caller's own expiry.

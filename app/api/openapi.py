@@ -358,7 +358,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "rotateKey", "Give a key a new secret", tag="API keys", scope="keys:write", ok=200,
             ok_schema="ApiKeyWithSecret", ok_description="The key with its new secret, shown this once.",
             ok_headers=SECRET_HEADERS, body="Rotation", body_required=False, errors=(404, 409),
-            description="Name, scopes and settings stay; the old secret keeps working for `grace`."),
+            description="Name, scopes and settings stay; the old secret keeps working for `grace`. The answer hands "
+                        "over a working secret, so a key may rotate only a key holding no scope it lacks and expiring "
+                        "no later than itself (403 `insufficient_scope` otherwise)."),
     },
     "/api-keys/{key_id}/renew": {
         "parameters": [KEY_ID_PARAMETER],

@@ -180,6 +180,46 @@ def test_a_key_cannot_make_or_renew_a_key_that_outlives_it(api):
     assert renewed["expires_at"] <= (utcnow() + timedelta(days=60)).isoformat()
 
 
+@pytest.mark.parametrize("method", ["patch", "put"])
+@pytest.mark.parametrize("target", ["itself", "a sibling"])
+def test_a_key_cannot_widen_itself_or_another_key(apps, method, target):
+    app = apps()
+    owner = add_user(app)
+    caller, token = new_key(app, owner, scopes=("keys:write", "read:data"))
+    sibling, _ = new_key(app, owner, name="sibling", scopes=("read:data",))
+    key_id = caller if target == "itself" else sibling
+    before = rows(app, "SELECT * FROM api_keys ORDER BY id")
+    body = {"name": "wider", "scopes": ["keys:write", "read:data", "write:data"]}
+    if method == "put":
+        body.update(description="", allowed_ips=[], rate_limit=None)
+    response = getattr(app.test_client(), method)(f"{API}/{key_id}", json=body, headers=bearer(token))
+    assert response.status_code == 403
+    assert "write:data" in response.get_json()["message"]
+    assert rows(app, "SELECT * FROM api_keys ORDER BY id") == before
+
+
+@pytest.mark.parametrize(("scopes", "days"), [(ALL_SCOPES, 30), (("read:data",), 90)],
+                         ids=["more scopes", "a longer life"])
+def test_a_key_cannot_rotate_a_key_that_could_do_more_than_itself(apps, scopes, days):
+    """Rotating answers with the key's new secret: rotating a wider or longer-lived sibling would hand it over."""
+    app = apps()
+    owner = add_user(app)
+    caller, token = new_key(app, owner, scopes=("keys:write", "read:data"), days=60)
+    wider, wider_token = new_key(app, owner, name="wider", scopes=scopes, days=days)
+    client = app.test_client()
+    before = rows(app, "SELECT * FROM api_keys WHERE id = :id", id=wider)
+    response = client.post(f"{API}/{wider}/rotate", json={"grace": "none"}, headers=bearer(token))
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "insufficient_scope"
+    assert "secret" not in response.get_json()
+    assert rows(app, "SELECT * FROM api_keys WHERE id = :id", id=wider) == before
+    assert client.get("/api/v1/whoami", headers=bearer(wider_token)).status_code == 200
+    # A key holding no more, itself included, rotates as before.
+    narrower, _ = new_key(app, owner, name="narrower", scopes=("read:data",), days=30)
+    assert client.post(f"{API}/{narrower}/rotate", headers=bearer(token)).status_code == 200
+    assert client.post(f"{API}/{caller}/rotate", headers=bearer(token)).status_code == 200
+
+
 def test_the_caller_must_hold_the_scope_of_the_operation(api):
     app, client, _, owner = api
     _, reader = new_key(app, owner, scopes=("keys:read",))
