@@ -139,6 +139,17 @@ def test_failed_login_runs_the_hasher_exactly_once(app, auth, user, email, passw
     assert counting.calls == 1
 
 
+def test_a_deactivated_accounts_right_password_runs_the_hasher_exactly_once_too(app, auth, user):
+    """Otherwise the time a refusal takes would tell a deactivated account from a wrong password."""
+    with app.app_context():
+        db.session.get(User, user).is_active = False
+        db.session.commit()
+    counting = count_hashing(app)
+    response = auth.login()
+    assert response.status_code == 422
+    assert counting.calls == 1
+
+
 def test_deactivated_user_cannot_log_in_and_loses_session(app, client, auth, user):
     auth.login()
     with app.app_context():
