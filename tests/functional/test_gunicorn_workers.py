@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
 from tests.functional.test_usage_at_shutdown import wait_until_ready
-from tests.redis_server import running_redis
-from tests.support import PASSWORD
+from tests.redis_server import find_redis_server, redis_server_binary, running_redis
+from tests.support import FAST_ARGON2, PASSWORD
 
 WORKERS = 4
 SECRET = {"SECRET_KEY": "k" * 48, "KEY_PEPPER": "p" * 48}
@@ -48,7 +48,9 @@ class Server:
         self.base = f"http://127.0.0.1:{port}"
         self.metrics = tmp_path / "metrics"
         self.log = tmp_path / "gunicorn.log"
-        self.env = clean_env(tmp_path, KEYFOB_ENV="production", **SECRET, DATABASE_URL=database_url(tmp_path),
+        # Production settings, with OWASP's minimum Argon2id cost rather than the default's, to make the user quickly.
+        argon2 = {name: str(value) for name, value in FAST_ARGON2.items()}
+        self.env = clean_env(tmp_path, KEYFOB_ENV="production", **SECRET, **argon2, DATABASE_URL=database_url(tmp_path),
                              KEYFOB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(WORKERS),
                              PROMETHEUS_MULTIPROC_DIR=str(self.metrics), KEYFOB_PASSWORD=PASSWORD, **settings)
         self.tmp_path = tmp_path
@@ -158,20 +160,21 @@ def new_key(server: Server, name: str, **fields) -> tuple[int, str]:
 # -- the tests -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    with running_redis(tmp_path_factory.mktemp("redis")) as redis:
-        yield redis.url
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, redis_url):
+def server(tmp_path_factory):
+    """One server for the rate-limit and revocation tests, with Redis when there is a redis-server (only the
+    rate-limit test needs it, and skips without it)."""
     # Suspension only far past the limit: these tests are about the limit itself.
-    with serving(tmp_path_factory.mktemp("gunicorn"), RATELIMIT_STORAGE_URI=redis_url,
-                 KEY_SUSPEND_AFTER="1000 per 1 minute") as server:
-        yield server
+    settings = {"KEY_SUSPEND_AFTER": "1000 per 1 minute"}
+    with ExitStack() as stack:
+        if find_redis_server():
+            redis = stack.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
+            settings["RATELIMIT_STORAGE_URI"] = redis.url
+        yield stack.enter_context(serving(tmp_path_factory.mktemp("gunicorn"), **settings))
 
 
 def test_a_rate_limit_holds_across_all_workers_with_redis(server):
+    redis_server_binary()
+    assert server.env["RATELIMIT_STORAGE_URI"].startswith("redis://")
     assert "RATELIMIT_STORAGE_URI is memory://" not in server.log.read_text()
     key_id, token = new_key(server, "limited", rate_limit=30)
     before = server.verifications_by_worker()

@@ -25,8 +25,10 @@ from tests.functional.keyhelpers import (
     new_key,
     rows,
 )
-from tests.redis_server import running_redis
+from tests.redis_server import redis_server_binary, running_redis
 from tests.support import AuthActions
+
+redis_server_binary(module_level=True)  # every test here needs one: without it, one skip (a failure under CI)
 
 
 @pytest.fixture(scope="module")
