@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 from limits.storage import storage_from_string
@@ -149,6 +150,17 @@ def test_failed_logins_count_across_processes(two_processes):
         response = attempt()
         assert response.status_code == 429
         assert 1 <= int(response.headers["Retry-After"]) <= 300
+
+
+def test_a_lockout_in_redis_ends_when_its_window_has_passed(two_processes):
+    first, second = two_processes(LOGIN_THROTTLE_PER_ACCOUNT="2 per 2 seconds")
+    add_user(first)
+    for app in (first, second):
+        assert AuthActions(app.test_client()).login(password="wrong password").status_code == 422
+    response = AuthActions(second.test_client()).login()
+    assert response.status_code == 429 and response.headers["Retry-After"] in {"1", "2"}
+    time.sleep(2.1)  # the failures leave the moving window, in Redis as in memory
+    assert AuthActions(first.test_client()).login().status_code == 302
 
 
 def new_limited_key(app, per_minute: int) -> tuple[int, str]:
