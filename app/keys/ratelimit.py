@@ -50,6 +50,9 @@ class KeyRateLimiter:
         self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._suspend_after = limits.parse(suspend_after)
+        # Once over the threshold, every refusal in flight in every process is over it too: only the first of them
+        # may suspend the key (one audit event, one alert). A slot of 1 per the threshold's window, taken atomically.
+        self._first_to_suspend = limits.RateLimitItemPerSecond(1, self._suspend_after.get_expiry())
 
     def hit(self, key_id: int, per_minute: int) -> RateLimitState:
         """Count one request for the key; `allowed` is False when it is over its limit."""
@@ -61,13 +64,17 @@ class KeyRateLimiter:
         return RateLimitState(per_minute, 60, stats.remaining, max(reset, 1) if not allowed else reset, allowed)
 
     def rejection_should_suspend(self, key_id: int) -> bool:
-        """Count a rate-limited request; True once the key has kept exceeding its limit past the threshold."""
+        """Count a rate-limited request; True, for one request only, once the key has kept exceeding its limit past
+        the threshold."""
         with storage_outage_is_503(self._storage):
-            return not self._limiter.hit(self._suspend_after, NAMESPACE, "rejected", str(key_id))
+            if self._limiter.hit(self._suspend_after, NAMESPACE, "rejected", str(key_id)):
+                return False
+            return self._limiter.hit(self._first_to_suspend, NAMESPACE, "suspending", str(key_id))
 
     def forget(self, key_id: int, per_minute: int | None) -> None:
         """Clear a key's counters, when its suspension ends early or its limit changes."""
         with storage_outage_is_503(self._storage):
             self._limiter.clear(self._suspend_after, NAMESPACE, "rejected", str(key_id))
+            self._limiter.clear(self._first_to_suspend, NAMESPACE, "suspending", str(key_id))
             if per_minute:
                 self._limiter.clear(limits.RateLimitItemPerMinute(per_minute), NAMESPACE, str(key_id))

@@ -163,8 +163,7 @@ def new_key(server: Server, name: str, **fields) -> tuple[int, str]:
 def server(tmp_path_factory):
     """One server for the rate-limit and revocation tests, with Redis when there is a redis-server (only the
     rate-limit test needs it, and skips without it)."""
-    # Suspension only far past the limit: these tests are about the limit itself.
-    settings = {"KEY_SUSPEND_AFTER": "1000 per 1 minute"}
+    settings = {}  # KEY_SUSPEND_AFTER keeps its default, 100 refusals a minute
     with ExitStack() as stack:
         if find_redis_server():
             redis = stack.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
@@ -192,6 +191,30 @@ def test_a_rate_limit_holds_across_all_workers_with_redis(server):
     assert sum(counts["rate_limited"] for counts in served.values()) == 90
     assert len([pid for pid, counts in served.items() if counts["valid"]]) >= 2
     assert len([pid for pid, counts in served.items() if counts.total()]) == WORKERS
+
+
+def test_a_key_over_its_limit_on_every_worker_is_suspended_once(server):
+    redis_server_binary()
+    key_id, token = new_key(server, "hammered", rate_limit=1)
+    statuses = Counter(concurrently(lambda _: status_of(server.base + WHOAMI, token), range(250)))
+    # One use, then refusals; the 101st refusal, in whichever worker, suspends the key (requests already past that
+    # check still get their 429), and from then on it is refused as invalid.
+    assert statuses[200] == 1 and statuses[429] >= 101 and statuses[401] >= 1
+    assert sum(statuses.values()) == 250
+    assert query(server, "SELECT count(*) FROM alerts WHERE key_id = :id AND kind = 'rate_limit_suspension'",
+                 id=key_id) == 1
+    assert query(server, "SELECT count(*) FROM audit_events WHERE key_id = :id AND event = 'key.suspended'",
+                 id=key_id) == 1
+
+
+def query(server: Server, sql: str, **params):
+    """One value from the server's database, read beside the running server."""
+    engine = sa.create_engine(database_url(server.tmp_path))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(sql), params).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def revoke_through_the_api(server: Server, key_id: int) -> None:
@@ -246,15 +269,8 @@ def test_concurrent_clients_add_up_exactly_after_a_graceful_stop(tmp_path, flush
         served = server.verifications_by_worker()
         assert len([pid for pid, counts in served.items() if counts["valid"]]) == WORKERS
     # Stopped (SIGTERM, exit status 0): whatever each worker had buffered is written.
-    engine = sa.create_engine(database_url(tmp_path))
-    try:
-        with engine.connect() as connection:
-            usage_count = connection.execute(sa.text("SELECT usage_count FROM api_keys WHERE id = :id"),
-                                             {"id": key_id}).scalar_one()
-            daily = connection.execute(sa.text("SELECT sum(requests) FROM daily_key_usage WHERE key_id = :id"),
-                                       {"id": key_id}).scalar_one()
-    finally:
-        engine.dispose()
+    usage_count = query(server, "SELECT usage_count FROM api_keys WHERE id = :id", id=key_id)
+    daily = query(server, "SELECT sum(requests) FROM daily_key_usage WHERE key_id = :id", id=key_id)
     assert (usage_count, daily) == (clients * requests_each, clients * requests_each)
     # No Redis here: gunicorn says at start that each worker counts rate limits on its own.
     assert "RATELIMIT_STORAGE_URI is memory://: each of the 4 workers counts" in server.log.read_text()
