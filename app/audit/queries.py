@@ -54,7 +54,9 @@ def audit_rows(filters: AuditFilters, batch: int = 1000) -> Iterator[AuditEvent]
     statement = (select(AuditEvent).where(*_where(filters))
                  .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
                  .execution_options(yield_per=batch))
-    yield from db.session.scalars(statement)
+    # Closed when the reader stops early too (a download cut short), with the server-side cursor behind it.
+    with db.session.scalars(statement) as rows:
+        yield from rows
 
 
 def event_names() -> list[str]:
