@@ -40,6 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_fetch_metadata(app)  # before CSRF: a cross-site change is refused for that reason, token or not
     csrf.init_app(app)
+    from app.request_guard import init_request_guard
+
+    init_request_guard(app)
 
     from app.errors import init_error_handlers
     from app.htmx import init_htmx

@@ -206,8 +206,9 @@ def _uses(name: str, required: bool = False) -> dict[str, Any]:
 # status: (component name, description, error codes, headers as {name: required})
 ERRORS: dict[int, tuple[str, str, list[str], dict[str, bool]]] = {
     400: ("BadRequest", "The request cannot be read: the body is not JSON (`malformed_json`), it has unknown or "
-                        "read-only fields (`unknown_fields`, named in `fields`), or an API key was put in the URL "
-                        "(`key_in_url`).", ["malformed_json", "unknown_fields", "key_in_url"], {}),
+                        "read-only fields (`unknown_fields`, named in `fields`), an API key was put in the URL "
+                        "(`key_in_url`), or a query parameter holds a NUL character (`nul_character`).",
+          ["malformed_json", "unknown_fields", "key_in_url", "nul_character"], {}),
     401: ("Unauthorized", "No API key was sent (`missing_token`), or it is mistyped, unknown, expired, revoked, "
                           "disabled or suspended (`invalid_token`: one answer for all).",
           ["missing_token", "invalid_token"], {"WWW-Authenticate": True}),

@@ -37,6 +37,13 @@ class Actor:
 SYSTEM = Actor("system")
 
 
+def _storable(text: str | None, length: int) -> str | None:
+    """Text as the column can hold it: cut to its length, NUL (which PostgreSQL refuses) shown as U+FFFD. What a
+    client sends, such as its user agent, must never make the write fail: refused keys are audited through the
+    usage buffer, where one row the database refuses would hold back every later flush."""
+    return text[:length].replace("\x00", "\ufffd") if text else None
+
+
 def event_row(event: str, actor: Actor, key=None, detail: str | None = None, *, key_display: str | None = None,
               created_at=None) -> dict:
     """The column values of one audit event."""
@@ -46,9 +53,9 @@ def event_row(event: str, actor: Actor, key=None, detail: str | None = None, *, 
         "actor_user_id": actor.user_id,
         "key_id": key.id if key is not None else None,
         "key_display": key.display_start if key is not None else key_display,
-        "detail": detail[:500] if detail else None,
-        "ip": actor.ip,
-        "user_agent": actor.user_agent[:USER_AGENT_LENGTH] if actor.user_agent else None,
+        "detail": _storable(detail, 500),
+        "ip": _storable(actor.ip, 45),
+        "user_agent": _storable(actor.user_agent, USER_AGENT_LENGTH),
     }
     if created_at is not None:
         row["created_at"] = created_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -12,6 +13,10 @@ REASON_LENGTH = 500
 MAX_ALLOWED_NETWORKS = 100
 MAX_RATE_LIMIT = 1_000_000
 MAX_REMAINING_USES = 2_000_000_000
+# Control characters: none in a name (one line, shown in tables and in `flask keys list`), and only tabs and line
+# breaks in longer text. NUL above all: PostgreSQL cannot store it at all.
+NAME_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+TEXT_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class KeyInputError(ValueError):
@@ -23,27 +28,33 @@ class KeyInputError(ValueError):
         self.message = message
 
 
+def _refuse_controls(field: str, text: str, controls: re.Pattern) -> str:
+    if controls.search(text):
+        raise KeyInputError(field, "Remove the control characters (such as NUL or escape) from it.")
+    return text
+
+
 def clean_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise KeyInputError("name", "Give the key a name, so you can tell it apart later.")
     if len(name) > NAME_LENGTH:
         raise KeyInputError("name", f"Use at most {NAME_LENGTH} characters.")
-    return name
+    return _refuse_controls("name", name, NAME_CONTROLS)
 
 
 def clean_description(description: str | None) -> str:
     description = (description or "").strip()
     if len(description) > DESCRIPTION_LENGTH:
         raise KeyInputError("description", f"Use at most {DESCRIPTION_LENGTH} characters.")
-    return description
+    return _refuse_controls("description", description, TEXT_CONTROLS)
 
 
 def clean_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if len(reason) > REASON_LENGTH:
         raise KeyInputError("reason", f"Use at most {REASON_LENGTH} characters.")
-    return reason
+    return _refuse_controls("reason", reason, TEXT_CONTROLS)
 
 
 def check_expiry(expires_at: datetime | None, now: datetime, max_days: int, allow_never: bool) -> datetime | None:

@@ -74,6 +74,24 @@ def test_optional_text_is_stripped_and_limited(cleaner, field, limit):
     assert str(limit) in caught.value.message
 
 
+@pytest.mark.parametrize(("cleaner", "field"), [
+    (clean_name, "name"), (clean_description, "description"), (clean_reason, "reason")])
+@pytest.mark.parametrize("control", ["\x00", "\x1b", "\x7f", "\x08"])
+def test_control_characters_are_refused(cleaner, field, control):
+    """NUL above all: PostgreSQL cannot store it, so it would fail the write instead of being refused."""
+    with pytest.raises(KeyInputError) as caught:
+        cleaner(f"deploy{control}bot")
+    assert caught.value.field == field
+    assert "control characters" in caught.value.message
+
+
+def test_longer_text_may_have_tabs_and_line_breaks_but_a_name_may_not():
+    assert clean_description("line one\r\nline\ttwo") == "line one\r\nline\ttwo"
+    assert clean_reason("leaked\nin a log") == "leaked\nin a log"
+    with pytest.raises(KeyInputError):
+        clean_name("deploy\nbot")
+
+
 # -- expiry ---------------------------------------------------------------------------------------------------------
 
 def test_never_expiring_key_is_refused_unless_allowed():
