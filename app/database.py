@@ -9,6 +9,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.types import TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The largest id an Integer primary key holds on every backend: 32 bits on PostgreSQL (SQLite's are 64). A larger
+# id (from a URL, a form or a cursor) names no row, and must not reach the driver, which would fail on it.
+MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:

@@ -20,7 +20,7 @@ from app.audit.service import Actor
 from app.auth.redirects import safe_next
 from app.charts import stacked_daily_chart
 from app.dashboard.forms import ActionForm, RevokeForm
-from app.database import utcnow
+from app.database import MAX_ID, utcnow
 from app.extensions import db, login_manager
 from app.keys import queries, service
 from app.keys.models import ApiKey
@@ -227,7 +227,7 @@ def lift_suspension(key_id: int):
 @bp.post("/alerts/<int:alert_id>/acknowledge")
 def acknowledge_alert(alert_id: int):
     _checked_post()
-    alert = db.session.get(Alert, alert_id) if alert_id < 2**63 else None
+    alert = db.session.get(Alert, alert_id) if alert_id <= MAX_ID else None
     if alert is None:
         abort(404)
     audit.acknowledge_alert(alert, _actor())
@@ -236,7 +236,7 @@ def acknowledge_alert(alert_id: int):
 
 
 def _user(user_id: int) -> User:
-    user = db.session.get(User, user_id) if user_id < 2**63 else None
+    user = db.session.get(User, user_id) if user_id <= MAX_ID else None
     if user is None:
         abort(404)
     return user

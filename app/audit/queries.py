@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 
 from app.accounts.models import User
 from app.audit.models import Alert, AuditEvent
+from app.database import MAX_ID
 from app.extensions import db
 
 PAGE_SIZE = 50
@@ -30,8 +31,10 @@ def _where(filters: AuditFilters) -> list:
         where.append(AuditEvent.actor_user_id.in_(select(User.id).where(User.email == filters.user.strip().lower())))
     key = filters.key.strip()
     if key:
-        where.append(AuditEvent.key_id == int(key) if key.isascii() and key.isdigit()
-                     else AuditEvent.key_display == key.rstrip("…"))
+        if key.isascii() and key.isdigit():  # an id past the column's range names no key (and would overflow)
+            where.append(AuditEvent.key_id == int(key) if int(key) <= MAX_ID else false())
+        else:
+            where.append(AuditEvent.key_display == key.rstrip("…"))
     if filters.event.strip():
         where.append(AuditEvent.event == filters.event.strip())
     if filters.since is not None:
@@ -45,7 +48,7 @@ def audit_page(filters: AuditFilters, page: int = 1, per_page: int = PAGE_SIZE) 
     """A page of matching events, newest first, and whether an older page follows."""
     rows = list(db.session.scalars(
         select(AuditEvent).where(*_where(filters)).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-        .limit(per_page + 1).offset((max(page, 1) - 1) * per_page)))
+        .limit(per_page + 1).offset((min(max(page, 1), MAX_ID) - 1) * per_page)))  # a page past any row is empty
     return rows[:per_page], len(rows) > per_page
 
 

@@ -8,12 +8,12 @@ from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.accounts.models import User
-from app.database import UTCDateTime, utcnow
+from app.database import MAX_ID, UTCDateTime, utcnow
 from app.extensions import db
 from app.keys import scopes as scope_text
 
-# The largest id a 64-bit integer column holds; a larger one (from a URL, say) names no key.
-MAX_KEY_ID = 2**63 - 1
+# The largest key id the id column holds (32 bits on PostgreSQL); a larger one (from a URL, say) names no key.
+MAX_KEY_ID = MAX_ID
 
 
 class ApiKey(db.Model):
