@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Engine, event, text
+from sqlalchemy import DateTime, Engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.types import TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# PostgreSQL's counterpart: a statement waits this long for a row or table lock another session holds, then fails
+# (an outage: 503) instead of holding its request, and its worker, for as long as the other transaction lasts.
+POSTGRES_LOCK_TIMEOUT_MS = 5000
 # The largest id an Integer primary key holds on every backend: 32 bits on PostgreSQL (SQLite's are 64). A larger
 # id (from a URL, a form or a cursor) names no row, and must not reach the driver, which would fail on it.
 MAX_ID = 2**31 - 1
@@ -39,9 +42,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def engine_options(database_url: str) -> dict:
-    """Engine options per backend: pre-ping so a restarted database is picked up again without a restart."""
+    """Engine options per backend: pre-ping so a restarted database is picked up again without a restart, and a
+    bounded wait for locks."""
     if database_url.startswith("sqlite"):
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+    if database_url.startswith("postgresql"):
+        # Added to any options the URL gives (?options=...), which connect_args would otherwise replace.
+        given = make_url(database_url).query.get("options", "")
+        given = given if isinstance(given, str) else " ".join(given)
+        options = f"{given} -c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}".strip()
+        return {"pool_pre_ping": True, "connect_args": {"options": options}}
     return {"pool_pre_ping": True}
 
 

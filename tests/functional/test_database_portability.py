@@ -11,7 +11,7 @@ import pytest
 
 from app.accounts import service as accounts
 from app.audit.models import Alert
-from app.database import MAX_ID
+from app.database import MAX_ID, POSTGRES_LOCK_TIMEOUT_MS, SQLITE_BUSY_TIMEOUT_MS, engine_options
 from app.extensions import db
 from tests.functional.keyhelpers import bearer, new_key
 from tests.support import PASSWORD, AuthActions, csrf_token_from
@@ -76,3 +76,13 @@ def test_an_api_key_id_past_the_integer_columns_is_not_found(app, number):
     response = client.get("/api/v1/api-keys", query_string={"cursor": cursor}, headers=bearer(token))
     assert response.status_code == 422
     assert "cursor" in response.get_json()["fields"]
+
+
+def test_postgresql_waits_for_a_lock_as_long_as_sqlite_does_and_keeps_the_urls_own_options():
+    # Without a lock_timeout a write behind another session's lock held its request (and worker) for as long as that
+    # session liked; SQLite gives up after its busy timeout. tests/functional/test_faults.py shows the 503.
+    options = engine_options("postgresql+psycopg://keyfob@db/keyfob?options=-c%20statement_timeout%3D9000")
+    assert options["connect_args"]["options"] == (
+        f"-c statement_timeout=9000 -c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}")
+    assert POSTGRES_LOCK_TIMEOUT_MS == SQLITE_BUSY_TIMEOUT_MS
+    assert "options" not in engine_options("sqlite:///keyfob.db").get("connect_args", {})
