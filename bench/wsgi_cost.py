@@ -6,8 +6,10 @@ with the app. This measures the app alone, so a change to the request path shows
     .venv/bin/python bench/wsgi_cost.py                # CPU µs per request for each scenario of bench/run.py
     .venv/bin/python bench/wsgi_cost.py --breakdown    # also verify(), _lookup() and the guarded view, in place
     .venv/bin/python bench/wsgi_cost.py --profile whoami_valid    # cProfile of one scenario
+    .venv/bin/python bench/wsgi_cost.py --database postgres       # the same on PostgreSQL
 
-The fixture is bench/run.py's: a fresh SQLite database in production mode, a user and a key made by the real CLI.
+The fixture is `make bench`'s base server (bench/seed.py): a fresh database in production mode with 1,000 keys, the
+bench user's made by the real CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster.
 Each scenario runs in batches of calls, interleaved with the other scenarios; a batch's figure is the process CPU
 time it took (time.process_time, so time the machine spends on other programs is not counted) divided by its calls.
 The 10th percentile of the batches is reported beside the minimum and the median: on a shared machine the slow
@@ -17,38 +19,44 @@ batches are other programs' doing, the fast ones the code's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import functools
 import io
 import os
 import pstats
+import secrets
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402  (bench/run.py: the fixture and the scenarios)
+import postgres  # noqa: E402  (bench/*.py: the fixture and the scenarios of `make bench`)
+import seed  # noqa: E402
+from scenarios import SCENARIOS, server_spec  # noqa: E402
+from server import ROOT  # noqa: E402
 
 WARMUP_CALLS = 200
 
 
-def environ(path: str, token: str | None) -> dict:
-    """A WSGI environ like gunicorn's for GET `path`, with the key in the Authorization header."""
+def environ(path: str, headers: dict[str, str]) -> dict:
+    """A WSGI environ like gunicorn's for GET `path`, with these request headers."""
     result = {
         "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
         "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
         "wsgi.version": (1, 0), "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "wrk",
     }
-    if token is not None:
-        result["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    result.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()})
     return result
 
 
-def caller(app, path: str, token: str | None) -> tuple[Callable[[], None], list[str]]:
+def caller(app, path: str, headers: dict[str, str]) -> tuple[Callable[[], None], list[str]]:
     """A function making one request, and the list its statuses go into (the last one is kept)."""
     statuses: list[str] = [""]
 
@@ -56,7 +64,7 @@ def caller(app, path: str, token: str | None) -> tuple[Callable[[], None], list[
         statuses[0] = status
 
     def call() -> None:
-        body = app(environ(path, token), start_response)
+        body = app(environ(path, headers), start_response)
         for _ in body:
             pass
         if hasattr(body, "close"):
@@ -112,65 +120,109 @@ def breakdown(app, call: Callable[[], None], calls: int) -> dict[str, list[float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=80, help="batches per scenario (80)")
-    parser.add_argument("--batch", type=int, default=250, help="calls per batch (250)")
+    parser.add_argument("--batches", type=int, default=None, help="batches per scenario (80; 30 with --server large)")
+    parser.add_argument("--batch", type=int, default=None, help="calls per batch (250; 20 with --server large)")
     parser.add_argument("--breakdown", action="store_true", help="time verify(), _lookup() and the whoami view")
-    parser.add_argument("--profile", choices=[scenario.name for scenario in bench.SCENARIOS],
+    parser.add_argument("--profile", choices=[scenario.name for scenario in SCENARIOS],
                         help="print a cProfile of this scenario instead")
+    parser.add_argument("--server", choices=["base", "large"], default="base",
+                        help="make bench's server to build and whose scenarios to run: base (1,000 keys: healthz, "
+                             "whoami) or large (1,000,000 keys: whoami, the dashboards)")
+    parser.add_argument("--large-keys", type=int, default=None, help="keys in the large server's table (1,000,000)")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
+                        help="SQLite (default) or a throwaway PostgreSQL cluster (or BENCH_POSTGRES_URL's server)")
     args = parser.parse_args(argv)
+    scenarios = [s for s in SCENARIOS if s.server == args.server]
+    large = args.server == "large"  # pages of 20 ms rather than requests of 0.2 ms
+    args.batches = args.batches or (30 if large else 80)
+    args.batch = args.batch or (20 if large else 250)
+    if args.profile and args.profile not in {s.name for s in scenarios}:
+        parser.error(f"{args.profile} runs on the {server_spec(args.profile).server} server: add --server")
+    spec = server_spec(args.server)
+    if args.server == "large" and args.large_keys is not None:
+        spec = replace(spec, total_keys=args.large_keys)
 
     folder = Path(tempfile.mkdtemp(prefix="keyfob-wsgi-cost-"))
-    try:
-        env = bench.bench_environment(folder, 1, "127.0.0.1:0")
-        fixture = bench.prepare(folder, env)
-        os.environ.update(env)
-        os.chdir(bench.ROOT)
-        sys.path.insert(0, str(bench.ROOT))
-        import wsgi
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
+        if args.database == "postgres":
+            postgres_url = os.environ.get("BENCH_POSTGRES_URL")
+            postgres.check_available(postgres_url)
+            pg = stack.enter_context(postgres.server(postgres_url))
+            url = postgres.create_database(pg.admin_url, "keyfob_wsgi_cost")
+            if postgres_url:
+                stack.callback(postgres.drop_database, pg.admin_url, "keyfob_wsgi_cost")
+        else:
+            url = f"sqlite:///{folder / 'keyfob.db'}"
+        env = seed.bench_environment(folder, 1, "127.0.0.1:0", url, secret_key=secrets.token_urlsafe(48),
+                                     key_pepper=secrets.token_urlsafe(48))
+        fixture = seed.prepare(spec, args.database, url, folder, env, list(spec.dashboard_users))
+        stack.callback(_stop_usage_buffer)
+        return _run(args, env, fixture, scenarios)
 
-        app = wsgi.app
-        calls, statuses = {}, {}
-        for scenario in bench.SCENARIOS:
-            calls[scenario.name], statuses[scenario.name] = caller(app, scenario.path,
-                                                                   fixture.credential(scenario.key))
-        for scenario in bench.SCENARIOS:
-            for _ in range(WARMUP_CALLS):
-                calls[scenario.name]()
-            if not statuses[scenario.name][0].startswith(str(scenario.expect_status)):
-                print(f"wsgi_cost: {scenario.name} answered {statuses[scenario.name][0]}, expected "
-                      f"{scenario.expect_status}", file=sys.stderr)
-                return 1
 
-        if args.profile:
-            profiler = cProfile.Profile()
-            profiler.runcall(lambda: [calls[args.profile]() for _ in range(args.batches * args.batch // 4)])
-            stats = pstats.Stats(profiler)
-            stats.sort_stats("cumulative").print_stats(40)
-            stats.sort_stats("tottime").print_stats(25)
-            return 0
+def _stop_usage_buffer() -> None:
+    usage = sys.modules.get("wsgi") and sys.modules["wsgi"].app.extensions.get("keyfob.usage")
+    if usage:
+        usage.stop()
 
-        results = measure(calls, args.batches, args.batch)
-        print(f"CPU µs per request, {args.batches} interleaved batches of {args.batch} calls")
-        print(f"{'scenario':<24} {'min':>7} {'p10':>7} {'median':>7}  {'p10 - healthz':>13}")
-        base = percentile(results["healthz"], 0.1)
-        for name, values in results.items():
-            p10 = percentile(values, 0.1)
-            print(f"{name:<24} {min(values):>7.1f} {p10:>7.1f} {statistics.median(values):>7.1f}  "
-                  f"{p10 - base:>+13.1f}")
-        if args.breakdown:
-            spent = breakdown(app, calls["whoami_valid"], args.batches * args.batch // 4)
-            print()
-            print("inside a valid whoami request, wall µs per request")
-            print(f"{'part':<48} {'min':>7} {'p10':>7} {'median':>7}")
-            for name, values in spent.items():
-                print(f"{name:<48} {min(values):>7.1f} {percentile(values, 0.1):>7.1f} "
-                      f"{statistics.median(values):>7.1f}")
+
+def wsgi_request(app, method: str, path: str, cookie: str | None,
+                 form: dict | None = None) -> tuple[int, str | None, str]:
+    """seed.http_request's answer, straight through the WSGI app (for seed.sign_in)."""
+    client = app.test_client(use_cookies=False)
+    headers = {"Cookie": f"{seed.SESSION_COOKIE}={cookie}"} if cookie else {}
+    response = client.open(path, method=method, data=form, headers=headers)
+    return response.status_code, seed._cookie(response.headers.getlist("Set-Cookie")), response.get_data(as_text=True)
+
+
+def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, scenarios: list) -> int:
+    os.environ.update(env)
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    import wsgi
+
+    app = wsgi.app
+    for label, password in fixture.passwords.items():
+        fixture.sessions[label] = seed.sign_in(functools.partial(wsgi_request, app), seed.dashboard_email(label),
+                                               password)
+    calls, statuses = {}, {}
+    for scenario in scenarios:
+        calls[scenario.name], statuses[scenario.name] = caller(app, scenario.path,
+                                                               fixture.headers(scenario.credential))
+    for scenario in scenarios:
+        for _ in range(min(WARMUP_CALLS, 2 * args.batch)):
+            calls[scenario.name]()
+        if not statuses[scenario.name][0].startswith(str(scenario.expect_status)):
+            print(f"wsgi_cost: {scenario.name} answered {statuses[scenario.name][0]}, expected "
+                  f"{scenario.expect_status}", file=sys.stderr)
+            return 1
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [calls[args.profile]() for _ in range(args.batches * args.batch // 4)])
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(25)
         return 0
-    finally:
-        usage = sys.modules.get("wsgi") and sys.modules["wsgi"].app.extensions.get("keyfob.usage")
-        if usage:
-            usage.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+
+    results = measure(calls, args.batches, args.batch)
+    print(f"CPU µs per request, {args.batches} interleaved batches of {args.batch} calls")
+    print(f"{'scenario':<24} {'min':>7} {'p10':>7} {'median':>7}  {'p10 - ' + scenarios[0].name:>13}")
+    base = percentile(results[scenarios[0].name], 0.1)
+    for name, values in results.items():
+        p10 = percentile(values, 0.1)
+        print(f"{name:<24} {min(values):>7.1f} {p10:>7.1f} {statistics.median(values):>7.1f}  "
+              f"{p10 - base:>+13.1f}")
+    if args.breakdown and "whoami_valid" in calls:
+        spent = breakdown(app, calls["whoami_valid"], args.batches * args.batch // 4)
+        print()
+        print("inside a valid whoami request, wall µs per request")
+        print(f"{'part':<48} {'min':>7} {'p10':>7} {'median':>7}")
+        for name, values in spent.items():
+            print(f"{name:<48} {min(values):>7.1f} {percentile(values, 0.1):>7.1f} "
+                  f"{statistics.median(values):>7.1f}")
+    return 0
 
 
 if __name__ == "__main__":

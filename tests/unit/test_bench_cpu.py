@@ -68,7 +68,7 @@ def test_cpu_per_request_and_the_ratio_from_it(bench):
 def test_without_cpu_figures_the_cpu_ratio_is_absent(bench):
     bare = bench.WrkResult(1000, 100, 0, 0, 1.0, 2.0)
     runs = {name: bench.ScenarioRuns(scenario, rounds=[bare])
-            for name, scenario in zip(("healthz", "whoami_valid", "whoami_bad_checksum"), bench.SCENARIOS,
+            for name, scenario in zip(("healthz", "whoami_valid", "whoami_bad_checksum"), bench.SCENARIOS[:3],
                                       strict=True)}
     assert bare.total_cpu_us is None
     assert all(row["cpu_ratio"] is None for row in bench.ratio_report(runs))

@@ -1,0 +1,122 @@
+"""What `make bench` measures: the servers, the scenarios run against them, and the ratios with their targets.
+
+Data only. bench/run.py runs every scenario once per database (SQLite, PostgreSQL), on the server it names, in
+interleaved rounds, and computes every ratio whose two scenarios were measured. To add a measurement, add a Scenario
+(and a Ratio if it has a target); a new kind of credential goes into seed.Fixture.credential, a new shape of data
+into a ServerSpec here and seed.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DATABASES = ("sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One database and the gunicorn serving it. `total_keys` counts every row of api_keys: the bench user's key,
+    the keys of `dashboard_users` (email label: how many keys), and filler keys of other users."""
+
+    name: str
+    total_keys: int
+    dashboard_users: dict[str, int] = field(default_factory=dict)
+    description: str = ""
+
+
+SERVERS = [
+    ServerSpec("base", 1_000, {}, "1,000 keys in the table"),
+    ServerSpec("large", 1_000_000, {"many": 10_000, "some": 1_000, "few": 10},
+               "1,000,000 keys in the table; one user with 10,000 of them, one with 1,000, one with 10"),
+]
+
+
+@dataclass(frozen=True)
+class Load:
+    """wrk's settings for a kind of scenario."""
+
+    threads: int
+    connections: int
+
+
+LOADS = {
+    # As many requests as two workers take: the throughput ratios.
+    "throughput": Load(threads=2, connections=16),
+    # One request at a time: the latency of a page, without queueing behind other requests.
+    "latency": Load(threads=1, connections=1),
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    server: str  # a ServerSpec name
+    path: str
+    credential: str | None  # None, "valid", "bad_checksum" or "session:<dashboard user>" (seed.Fixture.credential)
+    expect_status: int  # what a single request must answer before the load is trusted
+    load: str  # a LOADS name
+    description: str
+
+
+SCENARIOS = [
+    Scenario("healthz", "base", "/healthz", None, 200, "throughput",
+             "GET /healthz: the liveness probe, no database"),
+    Scenario("whoami_valid", "base", "/api/v1/whoami", "valid", 200, "throughput",
+             "GET /api/v1/whoami with a valid key, 1,000 keys in the table"),
+    Scenario("whoami_bad_checksum", "base", "/api/v1/whoami", "bad_checksum", 401, "throughput",
+             "the same with the key's last checksum character changed: refused before the database"),
+    Scenario("whoami_valid_1m", "large", "/api/v1/whoami", "valid", 200, "throughput",
+             "GET /api/v1/whoami with a valid key, 1,000,000 keys in the table"),
+    Scenario("dashboard_10k", "large", "/keys/", "session:many", 200, "latency",
+             "GET /keys/ signed in as a user with 10,000 keys"),
+    Scenario("dashboard_1k", "large", "/keys/", "session:some", 200, "latency",
+             "GET /keys/ signed in as a user with 1,000 keys: every list on the page as full as with 10,000"),
+    Scenario("dashboard_10", "large", "/keys/", "session:few", 200, "latency",
+             "GET /keys/ signed in as a user with 10 keys"),
+]
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str
+    numerator: str
+    denominator: str
+    metric: str  # "rps" (median requests per second), "p50" or "p99" (median of the rounds' latency percentile)
+    target: float | None  # None: reported to explain another ratio, no target of its own
+    at_least: bool  # True: the ratio must be >= target; False: <= target
+    description: str
+
+    def meets(self, value: float) -> bool | None:
+        if self.target is None:
+            return None
+        return value >= self.target if self.at_least else value <= self.target
+
+    @property
+    def target_text(self) -> str:
+        return "-" if self.target is None else f"{'>=' if self.at_least else '<='} {self.target:.2f}"
+
+
+RATIOS = [
+    Ratio("whoami_valid / healthz", "whoami_valid", "healthz", "rps", 0.90, True,
+          "what key verification costs a request, against the cheapest route"),
+    Ratio("whoami_valid_1m / whoami_valid", "whoami_valid_1m", "whoami_valid", "rps", 0.95, True,
+          "a million keys in the table must not slow verification down"),
+    Ratio("whoami_bad_checksum / whoami_valid", "whoami_bad_checksum", "whoami_valid", "rps", 1.0, True,
+          "a made-up key must not cost more than a real one"),
+    Ratio("dashboard_10k / dashboard_10 p50", "dashboard_10k", "dashboard_10", "p50", 1.5, False,
+          "the key list of a user with 10,000 keys, against one with 10: median latency"),
+    Ratio("dashboard_10k / dashboard_10 p99", "dashboard_10k", "dashboard_10", "p99", 1.5, False,
+          "the same, 99th percentile latency"),
+    # No target: the 10-key page shows 12 rows, the 10,000-key page 55 (25 keys, 10 ended, 20 to renew), and so does
+    # the 1,000-key page. Against it, only what grows with the number of keys is left.
+    Ratio("dashboard_10k / dashboard_1k p50", "dashboard_10k", "dashboard_1k", "p50", None, False,
+          "the same lists, as full, over ten times the keys: what grows with the number of keys"),
+]
+
+
+def scenario(name: str) -> Scenario:
+    return next(s for s in SCENARIOS if s.name == name)
+
+
+def server_spec(name: str) -> ServerSpec:
+    return next(s for s in SERVERS if s.name == name)
