@@ -20,10 +20,11 @@ from datetime import date, datetime, timedelta
 import limits
 from sqlalchemy import String, case, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.alerts import raise_alerts
 from app.audit.models import AuditEvent
-from app.database import UTCDateTime, utcnow
+from app.database import UTCDateTime, is_outage, utcnow
 from app.keys.models import ApiKey, DailyKeyUsage
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class UsageBuffer:
                 return 0
             try:
                 with self._app.app_context():
-                    self._write(pending)
+                    self._write_or_set_aside(pending)
             except Exception:
                 self._put_back(pending)
                 raise
@@ -132,6 +133,27 @@ class UsageBuffer:
                 log.warning("audit buffer was full: %d failed-verification events not recorded",
                             pending.dropped_events)
             return sum(use.count for use in pending.uses.values())
+
+    def _write_or_set_aside(self, pending: Pending) -> None:
+        """Write the batch. An outage raises (the batch is put back for the next try); a row the database refuses
+        for good must not block every later flush, so the counts are written without the events, and failing
+        that the batch is dropped, each with an error in the log."""
+        try:
+            self._write(pending)
+        except SQLAlchemyError as error:
+            if is_outage(error) or not pending.events:
+                raise
+            log.error("usage flush: the database refused the batch (%s); writing its counts without its %d audit "
+                      "events", error.__class__.__name__, len(pending.events))
+            counts_only = Pending(uses=pending.uses, daily=pending.daily)
+            try:
+                self._write(counts_only)
+            except SQLAlchemyError as second:
+                if is_outage(second):
+                    pending.events = []
+                    raise
+                log.error("usage flush: the database refused the counts too (%s): %d key uses dropped",
+                          second.__class__.__name__, sum(use.count for use in pending.uses.values()))
 
     def _write(self, pending: Pending) -> None:
         from app.extensions import db

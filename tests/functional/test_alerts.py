@@ -6,6 +6,7 @@ import pytest
 
 from app.audit.models import Alert
 from app.audit.service import Actor, acknowledge_alert
+from app.database import utcnow
 from app.extensions import db
 from app.keys import service
 from tests.functional.keyhelpers import AppFactory, act_on_key, add_user, bearer, daily_totals, flush, new_key, rows
@@ -94,3 +95,20 @@ def test_a_key_deleted_before_the_flush_does_not_block_the_batch(apps):
     refused = rows(app, "SELECT key_id, key_display FROM audit_events WHERE event = 'key.verify_failed' ORDER BY id")
     assert [row["key_id"] for row in refused] == [None, None]  # kept, without the key that is gone
     assert refused[1]["key_display"] == gone_token[:9]
+
+
+def test_an_event_the_database_refuses_does_not_block_later_flushes(apps):
+    app = apps()
+    client = app.test_client()
+    key_id, token = new_key(app, add_user(app))
+    assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
+    buffer = app.extensions["keyfob.usage"]
+    # An event row no database would take (here: a column that does not exist), buffered beside a real use.
+    buffer.record_failure({"event": "key.verify_failed", "nonsense": 1}, None, utcnow())
+    flush(app)
+    assert rows(app, "SELECT usage_count FROM api_keys WHERE id = :id", id=key_id)[0]["usage_count"] == 1
+    assert rows(app, "SELECT count(*) AS n FROM audit_events WHERE event = 'key.verify_failed'")[0]["n"] == 0
+    assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
+    flush(app)  # and the next flush goes through as usual
+    assert rows(app, "SELECT usage_count FROM api_keys WHERE id = :id", id=key_id)[0]["usage_count"] == 2
+    assert buffer.pending_uses() == 0
