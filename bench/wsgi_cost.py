@@ -7,9 +7,11 @@ with the app. This measures the app alone, so a change to the request path shows
     .venv/bin/python bench/wsgi_cost.py --breakdown    # also verify(), _lookup() and the guarded view, in place
     .venv/bin/python bench/wsgi_cost.py --profile whoami_valid    # cProfile of one scenario
     .venv/bin/python bench/wsgi_cost.py --database postgres       # the same on PostgreSQL
+    .venv/bin/python bench/wsgi_cost.py --server large --breakdown    # the key list pages: queries, render, SQL
 
-The fixture is `make bench`'s base server (bench/seed.py): a fresh database in production mode with 1,000 keys, the
-bench user's made by the real CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster.
+The fixture is one of `make bench`'s servers (bench/seed.py): a fresh database in production mode with 1,000 keys
+(base), or 1,000,000 (large, with the dashboard users; --large-keys for fewer), the bench user's key made by the real
+CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster.
 Each scenario runs in batches of calls, interleaved with the other scenarios; a batch's figure is the process CPU
 time it took (time.process_time, so time the machine spends on other programs is not counted) divided by its calls.
 The 10th percentile of the batches is reported beside the minimum and the median: on a shared machine the slow
@@ -90,12 +92,17 @@ def measure(calls: dict[str, Callable[[], None]], batches: int, batch: int) -> d
     return results
 
 
-def breakdown(app, call: Callable[[], None], calls: int) -> dict[str, list[float]]:
-    """Wall µs spent in verify(), _lookup() and the guarded whoami view during `calls` whoami requests."""
-    from app.keys import service
+def breakdown(app, call: Callable[[], None], calls: int, parts: dict[str, tuple[object, str]],
+              sql: bool = False) -> dict[str, list[float]]:
+    """Wall µs per request spent in each part during `calls` requests. A part is a function, named by its owner (a
+    module, or a dict such as app.view_functions) and its name there, swapped for a timed wrapper meanwhile; with
+    `sql`, also the time in the driver's cursor.execute() for every statement."""
+    from sqlalchemy import event
 
-    names = ("guarded whoami view (decorator, verify, view)", "service.verify()", "  of which service._lookup()")
-    spent: dict[str, list[float]] = {name: [] for name in names}
+    from app.extensions import db
+
+    current = dict.fromkeys(parts, 0.0)
+    spent: dict[str, list[float]] = {name: [] for name in parts}
 
     def timed(name: str, function: Callable) -> Callable:
         def wrapper(*args, **kwargs):
@@ -103,19 +110,57 @@ def breakdown(app, call: Callable[[], None], calls: int) -> dict[str, list[float
             try:
                 return function(*args, **kwargs)
             finally:
-                spent[name].append((time.perf_counter() - started) * 1e6)
+                current[name] += (time.perf_counter() - started) * 1e6
         return wrapper
 
-    originals = service.verify, service._lookup, app.view_functions["api.whoami"]
-    app.view_functions["api.whoami"] = timed(names[0], originals[2])
-    service.verify = timed(names[1], service.verify)
-    service._lookup = timed(names[2], service._lookup)
+    def get(owner, name):
+        return owner[name] if isinstance(owner, dict) else getattr(owner, name)
+
+    def put(owner, name, value):
+        if isinstance(owner, dict):
+            owner[name] = value
+        else:
+            setattr(owner, name, value)
+
+    originals = {label: get(owner, name) for label, (owner, name) in parts.items()}
+    for label, (owner, name) in parts.items():
+        put(owner, name, timed(label, originals[label]))
+    statement_started: list[float] = []
+    sql_label = "SQL: the driver's execute(), every statement"
+
+    def before(*_args):
+        statement_started.append(time.perf_counter())
+
+    def after(*_args):
+        current[sql_label] += (time.perf_counter() - statement_started.pop()) * 1e6
+
+    if sql:
+        current[sql_label], spent[sql_label] = 0.0, []
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
     try:
         for _ in range(calls):
             call()
+            for name in current:
+                spent[name].append(current[name])
+                current[name] = 0.0
     finally:
-        service.verify, service._lookup, app.view_functions["api.whoami"] = originals
+        for label, (owner, name) in parts.items():
+            put(owner, name, originals[label])
+        if sql:
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "after_cursor_execute", after)
     return spent
+
+
+def print_breakdown(title: str, spent: dict[str, list[float]]) -> None:
+    print()
+    print(title)
+    print(f"{'part':<52} {'min':>8} {'p10':>8} {'median':>8}")
+    for name, values in spent.items():
+        print(f"{name:<52} {min(values):>8.1f} {percentile(values, 0.1):>8.1f} {statistics.median(values):>8.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,14 +259,22 @@ def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, s
         p10 = percentile(values, 0.1)
         print(f"{name:<24} {min(values):>7.1f} {p10:>7.1f} {statistics.median(values):>7.1f}  "
               f"{p10 - base:>+13.1f}")
-    if args.breakdown and "whoami_valid" in calls:
-        spent = breakdown(app, calls["whoami_valid"], args.batches * args.batch // 4)
-        print()
-        print("inside a valid whoami request, wall µs per request")
-        print(f"{'part':<48} {'min':>7} {'p10':>7} {'median':>7}")
-        for name, values in spent.items():
-            print(f"{name:<48} {min(values):>7.1f} {percentile(values, 0.1):>7.1f} "
-                  f"{statistics.median(values):>7.1f}")
+    if args.breakdown:
+        from app.dashboard import routes
+        from app.keys import queries, service
+
+        if "whoami_valid" in calls:
+            parts = {"guarded whoami view (decorator, verify, view)": (app.view_functions, "api.whoami"),
+                     "service.verify()": (service, "verify"), "  of which service._lookup()": (service, "_lookup")}
+            spent = breakdown(app, calls["whoami_valid"], args.batches * args.batch // 4, parts)
+            print_breakdown("inside a valid whoami request, wall µs per request", spent)
+        parts = {"the key list view (queries and page)": (app.view_functions, "keys.index"),
+                 "  queries.key_page(), twice: live keys, ended keys": (queries, "key_page"),
+                 "  service.expiring(): the keys to renew": (service, "expiring"),
+                 "  render_template()": (routes, "render_template")}
+        for name in (s.name for s in scenarios if s.path == "/keys/"):
+            spent = breakdown(app, calls[name], args.batches * args.batch // 4, parts, sql=True)
+            print_breakdown(f"inside {name}, wall µs per request", spent)
     return 0
 
 
