@@ -34,10 +34,11 @@ serve: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	KEYFOB_ENV=$${KEYFOB_ENV:-development} $(BIN)/flask --app wsgi db upgrade
 
-# Throughput ratios under gunicorn (2 workers) on loopback, measured with wrk (apt-get install wrk); a report, not
-# a test. Results and how to read them: docs/performance.md.
+# Ratios under gunicorn (2 workers) on loopback, on SQLite and PostgreSQL, measured with wrk (apt-get install wrk);
+# a report, not a test, about 7 minutes. BENCH_ARGS go to bench/run.py, e.g. BENCH_ARGS="--only sqlite".
+# Results and how to read them: docs/performance.md.
 bench: $(VENV)/.installed
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py
