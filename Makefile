@@ -42,6 +42,8 @@ bench: $(VENV)/.installed
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py
+	# Security lint: no high-severity finding in the application code.
+	$(BIN)/bandit -q -lll -r app wsgi.py gunicorn.conf.py
 
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest

@@ -7,6 +7,9 @@ import pytest
 from app.extensions import db
 from tests.support import PASSWORD, AuthActions, make_app
 
+# Every key plaintext the suite makes is searched for in every database, log and temporary file it leaves.
+pytest_plugins = ["tests.secret_leaks"]
+
 
 @pytest.fixture
 def app(tmp_path):
