@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run serve test lint migrate bench screenshots clean
+.PHONY: run serve test test-sqlite test-postgres lint migrate bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,20 @@ lint: $(VENV)/.installed-test
 	# Security lint: no high-severity finding in the application code.
 	$(BIN)/bandit -q -lll -r app wsgi.py gunicorn.conf.py
 
+# The whole suite twice: on SQLite, then on PostgreSQL. tests/pg_cluster.py starts a throwaway cluster with the
+# machine's PostgreSQL 15 and removes it afterwards, or uses TEST_DATABASE_URL when given; without PostgreSQL it
+# skips that run with one line (under CI=true it fails). PYTEST_ARGS go to both runs, e.g. PYTEST_ARGS="-x -k keys".
+PYTEST = $(BIN)/python -m pytest $(PYTEST_ARGS)
+
 test: $(VENV)/.installed-test lint
-	$(BIN)/python -m pytest
+	env -u TEST_DATABASE_URL $(PYTEST)
+	$(BIN)/python tests/pg_cluster.py $(PYTEST)
+
+test-sqlite: $(VENV)/.installed-test
+	env -u TEST_DATABASE_URL $(PYTEST)
+
+test-postgres: $(VENV)/.installed-test
+	$(BIN)/python tests/pg_cluster.py $(PYTEST)
 
 # Refresh the README's pictures in docs/screenshots/ from the browser tests.
 screenshots: $(VENV)/.installed-test

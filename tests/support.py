@@ -1,30 +1,112 @@
-"""Helpers the tests share: the test configuration, an app built by the real migrations, and form drivers."""
+"""Helpers the tests share: the test configuration, an app built by the real migrations, and form drivers.
+
+The suite runs on SQLite (a file per test) or, when TEST_DATABASE_URL names a PostgreSQL server, on PostgreSQL: each
+test folder then gets its own database there, copied from a template the migrations built once per session, and
+dropped after the test (tests/conftest.py). `make test` runs both; tests/pg_cluster.py starts the server.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from app import create_app
+from app.config import SETTINGS
+from app.extensions import db
+from tests.pg_databases import PostgresDatabases
 
 # OWASP's minimum Argon2id cost keeps the suite quick while staying a real, valid configuration.
 FAST_ARGON2 = {"PASSWORD_HASH_MEMORY_KIB": 19456, "PASSWORD_HASH_TIME_COST": 2, "PASSWORD_HASH_PARALLELISM": 1}
 PASSWORD = "a sturdy passphrase"
 
 
-def app_config(tmp_path, **overrides) -> dict:
+def _normalised_url(url: str) -> str:
+    """The URL as the app reads DATABASE_URL (postgresql:// means psycopg 3)."""
+    return next(setting for setting in SETTINGS if setting.name == "DATABASE_URL").parse(url)
+
+
+def _build_template(url: str) -> None:
+    """Migrate the empty database at url, as make_app() would, and let go of it (a template must have no sessions)."""
+    instance = tempfile.mkdtemp(prefix="keyfob-template-")
+    try:
+        app = create_app(_base_config(Path(instance), url))
+        with app.app_context():
+            upgrade()
+            db.session.remove()
+            db.engine.dispose()
+        app.extensions["keyfob.usage"].stop()
+    finally:
+        shutil.rmtree(instance, ignore_errors=True)
+
+
+def _postgres_databases(url: str) -> PostgresDatabases:
+    parsed = sa.make_url(_normalised_url(url))
+    if parsed.get_backend_name() != "postgresql":
+        raise pytest.UsageError(f"TEST_DATABASE_URL must be a PostgreSQL URL, not {parsed.get_backend_name()}")
+    return PostgresDatabases(parsed, _build_template)
+
+
+POSTGRES = _postgres_databases(os.environ["TEST_DATABASE_URL"]) if os.environ.get("TEST_DATABASE_URL") else None
+
+
+def on_postgres() -> bool:
+    """True in the PostgreSQL run of the suite (TEST_DATABASE_URL is set)."""
+    return POSTGRES is not None
+
+
+def sqlite_only(reason: str):
+    """Mark a test that is about SQLite itself; the PostgreSQL run skips it, saying why."""
+    return pytest.mark.skipif(on_postgres(), reason=f"SQLite only: {reason}")
+
+
+def database_url(folder) -> str:
+    """The test database that belongs to this folder: the SQLite file in it, or its own PostgreSQL database.
+    Everything given the same folder shares one database, as the processes of one deployment would."""
+    if POSTGRES is not None:
+        return POSTGRES.for_folder(folder)
+    return f"sqlite:///{Path(folder) / 'keyfob.db'}"
+
+
+def unreachable_database_url(tmp_path) -> str:
+    """A database of the run's kind that cannot be reached: a file in a folder that does not exist (SQLite cannot
+    create it), or a PostgreSQL server whose socket folder does not exist."""
+    missing = Path(tmp_path) / "no-such-dir"
+    if POSTGRES is not None:
+        return f"postgresql+psycopg://keyfob@/keyfob?host={missing}&connect_timeout=2"
+    return f"sqlite:///{missing / 'keyfob.db'}"
+
+
+def query_plan(sql: str, **params) -> str:
+    """The database's plan for a query as one string, in which an index shows by name when the plan uses it: SQLite's
+    EXPLAIN QUERY PLAN, or PostgreSQL's EXPLAIN once ANALYZE has given the planner the table's statistics, as
+    autovacuum would on a server that has been running. Call it inside an app context."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text("ANALYZE"))
+        return " ".join(str(row) for row in db.session.execute(sa.text(f"EXPLAIN {sql}"), params))
+    return " ".join(str(row) for row in db.session.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"), params))
+
+
+def _base_config(tmp_path, database: str) -> dict:
     return {
         "KEYFOB_ENV": "testing",
         "SECRET_KEY": "test-secret-key-that-is-long-enough-for-anything",
         "KEY_PEPPER": "test-pepper-that-is-long-enough-for-production",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'keyfob.db'}",
+        "DATABASE_URL": database,
         "KEYFOB_INSTANCE_PATH": str(tmp_path / "instance"),
         **FAST_ARGON2,
-        **overrides,
     }
 
 
+def app_config(tmp_path, **overrides) -> dict:
+    database = overrides["DATABASE_URL"] if "DATABASE_URL" in overrides else database_url(tmp_path)
+    return {**_base_config(tmp_path, database), **overrides}
 
 
 def make_app(tmp_path, **overrides):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -89,8 +89,11 @@ def flush(app) -> int:
 
 
 def rows(app, sql: str, **params) -> list[dict]:
+    """The rows of raw SQL as dicts. PostgreSQL hands out timestamps in the server's zone (SQLite gives the UTC text
+    it stored): they come back in UTC, as the app's models give them."""
     with app.app_context():
-        return [dict(row._mapping) for row in db.session.execute(sa.text(sql), params)]
+        return [{name: value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
+                 for name, value in row._mapping.items()} for row in db.session.execute(sa.text(sql), params)]
 
 
 def audit_rows(app, event: str) -> list[dict]:

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.keys.models import ApiKey
 from tests.functional.dashboard_helpers import KEY, create_form, create_key, page_text, token_on
 from tests.functional.keyhelpers import all_stored_values, bearer, count, flush, new_key, rows
+from tests.support import on_postgres, query_plan
 
 PAGES = ["/keys/", "/keys/new", "/keys/1", "/keys/1/revoke"]
 
@@ -248,7 +249,9 @@ def test_ten_thousand_keys_still_give_one_small_page(app, client, signed_in):
     assert html.count('<tr id="key-') == 25
     assert "Page 200 of 400 (10,000 keys)" in html
     with app.app_context():
-        plan = " ".join(str(row) for row in db.session.execute(sa.text(
-            "EXPLAIN QUERY PLAN SELECT id FROM api_keys WHERE user_id = :u ORDER BY created_at DESC, id DESC "
-            "LIMIT 25 OFFSET 4975"), {"u": signed_in}))
-    assert "ix_api_keys_user_id_created_at" in plan
+        plan = query_plan("SELECT id FROM api_keys WHERE user_id = :u ORDER BY created_at DESC, id DESC "
+                          "LIMIT 25 OFFSET 4975", u=signed_in)
+    # Every key here is this one user's, so PostgreSQL's planner may as well walk the created_at index: the page is
+    # read in order through an index either way, never by sorting a full scan.
+    indexes = ["ix_api_keys_user_id_created_at"] + (["ix_api_keys_created_at"] if on_postgres() else [])
+    assert any(index in plan for index in indexes) and "Seq Scan" not in plan, plan

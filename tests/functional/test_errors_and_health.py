@@ -53,10 +53,9 @@ def test_readyz_checks_the_database(client):
 
 def test_readyz_and_pages_answer_503_when_the_database_is_unreachable(tmp_path):
     from app import create_app
-    from tests.support import app_config
+    from tests.support import app_config, unreachable_database_url
 
-    missing = tmp_path / "no-such-dir" / "keyfob.db"  # SQLite cannot create a file in a missing folder
-    app = create_app(app_config(tmp_path, DATABASE_URL=f"sqlite:///{missing}"))
+    app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path)))
     client = app.test_client()
     response = client.get("/readyz")
     assert response.status_code == 503

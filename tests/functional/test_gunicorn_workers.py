@@ -26,6 +26,7 @@ from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
 from tests.functional.test_usage_at_shutdown import wait_until_ready
 from tests.redis_server import find_redis_server, redis_server_binary, running_redis
 from tests.support import FAST_ARGON2, PASSWORD
+from tests.support import database_url as run_database_url
 
 WORKERS = 4
 SECRET = {"SECRET_KEY": "k" * 48, "KEY_PEPPER": "p" * 48}
@@ -35,9 +36,9 @@ START_SECONDS = 30
 
 def database_url(tmp_path: Path) -> str:
     """The database of the server under test (and of the CLI beside it): the one place to point these tests at
-    another database. SQLite in the instance folder, where clean_env() puts it; for the suite's PostgreSQL run this
-    becomes that run's database for the same folder."""
-    return f"sqlite:///{tmp_path / 'instance' / 'keyfob.db'}"
+    another database. SQLite in the instance folder, where clean_env() puts it; in the suite's PostgreSQL run, that
+    run's database for the same folder."""
+    return run_database_url(tmp_path / "instance")
 
 
 # -- a gunicorn of our own -----------------------------------------------------------------------------------------

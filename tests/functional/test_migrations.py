@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from app.extensions import db
+from tests.support import sqlite_only
 
 
 def schema_differences(app) -> list:
@@ -35,6 +36,7 @@ def test_flask_db_check_agrees(runner):
     assert result.exit_code == 0, result.output
 
 
+@sqlite_only("WAL, the busy timeout and foreign keys are SQLite's own settings")
 def test_sqlite_is_tuned_for_concurrent_use(app):
     with app.app_context(), db.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import FrozenInstanceError
 from datetime import datetime, timedelta
 
@@ -34,7 +33,7 @@ from tests.functional.keyhelpers import (
     new_key,
     rows,
 )
-from tests.support import app_config
+from tests.support import app_config, on_postgres, unreachable_database_url
 
 REALM = 'Bearer realm="keyfob"'
 WRITE = "/api/v1/test/write"
@@ -138,7 +137,7 @@ def test_every_kind_of_invalid_key_gets_the_same_401(app, client, user):
     assert client.get(WHOAMI, headers=bearer(valid)).status_code == 200
     assert client.get(WHOAMI, headers=bearer(orphaned)).status_code == 200
     with app.app_context():
-        db.session.execute(sa.text("UPDATE users SET is_active = 0 WHERE id = :id"), {"id": other})
+        db.session.execute(sa.text("UPDATE users SET is_active = false WHERE id = :id"), {"id": other})
         db.session.commit()
 
     presented = {"malformed": malformed, "not_found": tokens.generate("kf"), "expired": expired,
@@ -331,7 +330,7 @@ def test_a_change_made_by_another_process_applies_to_the_next_request(apps, chan
         _set_key_columns(other, key_id, suspended_until=future)
     else:
         with other.app_context():
-            db.session.execute(sa.text("UPDATE users SET is_active = 0 WHERE id = :id"), {"id": user})
+            db.session.execute(sa.text("UPDATE users SET is_active = false WHERE id = :id"), {"id": user})
             db.session.commit()
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 401
     if change == "disable":
@@ -450,19 +449,23 @@ def test_the_service_key_has_no_owner_and_costs_no_query(apps):
     assert queries == []
 
 
+# What each driver says when the database is briefly out of reach.
+BLIP = "server closed the connection unexpectedly" if on_postgres() else "database is locked"
+
+
 class _FlakyDriver:
     """Makes the database driver raise `message` for the next `failures` key lookups, counting every attempt."""
 
     def __init__(self, dialect, failures: int, message: str) -> None:
         self.failures, self.message, self.attempts = failures, message, 0
-        self._execute = dialect.do_execute
+        self._execute, self._dbapi = dialect.do_execute, dialect.loaded_dbapi
 
     def __call__(self, cursor, statement, parameters, context=None):
         if LOOKUP_SQL not in statement:
             return self._execute(cursor, statement, parameters, context)
         self.attempts += 1
         if self.attempts <= self.failures:
-            raise sqlite3.OperationalError(self.message)
+            raise self._dbapi.OperationalError(self.message)  # sqlite3's or psycopg's, as the driver would
         return self._execute(cursor, statement, parameters, context)
 
 
@@ -471,7 +474,7 @@ def flaky(app, monkeypatch):
     sleeps: list[float] = []
     monkeypatch.setattr(service.time, "sleep", sleeps.append)
 
-    def install(failures: int, message: str = "database is locked") -> tuple[_FlakyDriver, list[float]]:
+    def install(failures: int, message: str = BLIP) -> tuple[_FlakyDriver, list[float]]:
         with app.app_context():
             dialect = db.engine.dialect
         driver = _FlakyDriver(dialect, failures, message)
@@ -510,8 +513,7 @@ def test_an_sql_error_during_the_lookup_is_not_retried(app, client, user, flaky)
 
 
 def test_an_unreachable_database_answers_503_not_500(tmp_path):
-    missing = tmp_path / "no-such-dir" / "keyfob.db"
-    app = create_app(app_config(tmp_path, DATABASE_URL=f"sqlite:///{missing}", **QUIET))
+    app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path), **QUIET))
     try:
         response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
         assert response.status_code == 503
@@ -522,8 +524,7 @@ def test_an_unreachable_database_answers_503_not_500(tmp_path):
 
 
 def test_an_outage_is_retried_three_times_with_growing_pauses_then_503(tmp_path, monkeypatch):
-    missing = tmp_path / "no-such-dir" / "keyfob.db"
-    app = create_app(app_config(tmp_path, DATABASE_URL=f"sqlite:///{missing}", **QUIET))
+    app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path), **QUIET))
     pauses: list[float] = []
     monkeypatch.setattr(service.time, "sleep", pauses.append)
     try:

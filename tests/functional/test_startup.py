@@ -13,14 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import database_url, on_postgres, sqlite_only
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
 def clean_env(tmp_path, **values) -> dict:
-    """A bare environment: nothing from the developer's shell or a .env file leaks in."""
+    """A bare environment: nothing from the developer's shell or a .env file leaks in. The database is the default
+    SQLite file in the instance folder, or in the PostgreSQL run that folder's PostgreSQL database."""
+    database = {"DATABASE_URL": database_url(tmp_path / "instance")} if on_postgres() else {}
     return {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KEYFOB_INSTANCE_PATH": str(tmp_path / "instance"),
-            **values}
+            **database, **values}
 
 
 def flask(tmp_path, *args, **env):
@@ -44,6 +48,7 @@ def test_bad_configuration_is_one_clear_line(tmp_path, env, named):
     assert named in lines[0]
 
 
+@sqlite_only("with no settings at all the database is SQLite in instance/")
 def test_development_needs_no_settings_at_all(tmp_path):
     assert flask(tmp_path, "db", "upgrade", KEYFOB_ENV="development").returncode == 0
     result = flask(tmp_path, "users", "list", KEYFOB_ENV="development")

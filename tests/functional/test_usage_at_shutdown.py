@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import sqlalchemy as sa
+
 from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
+from tests.support import database_url
 
 KEY_LINE = "kf_"
 
@@ -64,8 +66,12 @@ def test_every_use_and_refusal_is_written_when_gunicorn_stops(tmp_path):
 
     [key] = json.loads(flask(tmp_path, "keys", "list", "--json", **env).stdout)
     assert key["usage_count"] == 300
-    with sqlite3.connect(tmp_path / "instance" / "keyfob.db") as database:
-        (refused,) = database.execute("SELECT count(*) FROM audit_events WHERE event = 'key.verify_failed'").fetchone()
-        (daily,) = database.execute("SELECT sum(requests) FROM daily_key_usage").fetchone()
+    engine = sa.create_engine(database_url(tmp_path / "instance"))  # the servers' database (clean_env's)
+    try:
+        with engine.connect() as database:
+            refused = database.scalar(sa.text("SELECT count(*) FROM audit_events WHERE event = 'key.verify_failed'"))
+            daily = database.scalar(sa.text("SELECT sum(requests) FROM daily_key_usage"))
+    finally:
+        engine.dispose()
     assert refused == 100
     assert daily == 300
