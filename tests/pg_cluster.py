@@ -61,7 +61,6 @@ class Cluster:
             self.account = pwd.getpwnam(os.environ.get("PG_USER", "nobody"))
             os.chown(self.folder, self.account.pw_uid, self.account.pw_gid)
         self.folder.chmod(0o755)  # the socket lives here; the data directory inside is the server's own (0700)
-        self.started = False
 
     def run(self, program: str, *args: str) -> None:
         """Run one of PostgreSQL's programs, as the unprivileged account when we are root."""
@@ -83,16 +82,19 @@ class Cluster:
         options += f" -c unix_socket_directories='{self.folder}'"
         self.run("pg_ctl", "start", "--pgdata", str(self.data), "--log", str(self.log), "--wait", "--timeout", "60",
                  "--options", options)
-        self.started = True
         return f"postgresql+psycopg://{SUPERUSER}@/postgres?host={self.folder}"
 
     def remove(self) -> None:
-        if self.started:
+        """Stop the server if one runs (also one whose start timed out), then delete the folder."""
+        if (self.data / "postmaster.pid").exists():
             try:
                 self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast", "--wait", "--timeout", "60")
             except RuntimeError as error:
                 say(f"stopping the cluster failed, stopping it hard: {error}")
-                self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "immediate", "--wait")
+                try:
+                    self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "immediate", "--wait")
+                except RuntimeError as again:
+                    say(f"could not stop the cluster in {self.data}: {again}")
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
