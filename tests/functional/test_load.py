@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
-from tests.functional.test_usage_at_shutdown import wait_until_ready
+from tests.functional.served import gunicorn_with_a_key
+from tests.functional.test_startup import flask
 from tests.functional.test_worker_stop import worker_pids
 
 CLIENTS = 8
@@ -36,51 +35,41 @@ def call(method: str, url: str, headers: dict, body: dict | None = None) -> tupl
         return error.code, None
 
 
+def client(base: str, key: dict, wrong: dict, number: int) -> list[tuple[str, int]]:
+    """One client's mix for SECONDS: valid and bad keys, key lists, and keys made and revoked beside the reads."""
+    seen, step, deadline = [], 0, time.monotonic() + SECONDS
+    while time.monotonic() < deadline:
+        step += 1
+        kind = ("whoami", "whoami", "whoami", "bad", "list", "churn")[(number + step) % 6]
+        if kind == "whoami":
+            seen.append((kind, call("GET", f"{base}/api/v1/whoami", key)[0]))
+        elif kind == "bad":
+            seen.append((kind, call("GET", f"{base}/api/v1/whoami", wrong)[0]))
+        elif kind == "list":
+            seen.append((kind, call("GET", f"{base}/api/v1/api-keys?limit=5", key)[0]))
+        else:
+            status, body = call("POST", f"{base}/api/v1/api-keys", key, {"name": f"c{number}-{step}"})
+            seen.append((kind, status))
+            if status == 201:
+                seen.append((kind, call("DELETE", f"{base}/api/v1/api-keys/{body['key']['id']}", key)[0]))
+    return seen
+
+
 def test_mixed_load_gives_no_server_error_loses_no_usage_and_keeps_memory_flat(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = clean_env(tmp_path, KEYFOB_ENV="production", SECRET_KEY="k" * 48, KEY_PEPPER="p" * 48,
-                    KEYFOB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", KEYFOB_PASSWORD="a sturdy passphrase")
-    assert flask(tmp_path, "db", "upgrade", **env).returncode == 0
-    assert flask(tmp_path, "users", "create", "ada@example.com", **env).returncode == 0
-    created = flask(tmp_path, "keys", "create", "ada@example.com", "--name", "load", "--scope", "keys:read",
-                    "--scope", "keys:write", "--expires-in-days", "30", **env)
-    token = created.stdout.strip().splitlines()[-1]
-    key = {"Authorization": f"Bearer {token}"}
-    wrong = {"Authorization": f"Bearer {token[:-1]}{'A' if token[-1] != 'A' else 'B'}"}
-    server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def client(number: int) -> list[tuple[str, int]]:
-        seen, step, deadline = [], 0, time.monotonic() + SECONDS
-        while time.monotonic() < deadline:
-            step += 1
-            kind = ("whoami", "whoami", "whoami", "bad", "list", "churn")[(number + step) % 6]
-            if kind == "whoami":
-                seen.append((kind, call("GET", f"{base}/api/v1/whoami", key)[0]))
-            elif kind == "bad":
-                seen.append((kind, call("GET", f"{base}/api/v1/whoami", wrong)[0]))
-            elif kind == "list":
-                seen.append((kind, call("GET", f"{base}/api/v1/api-keys?limit=5", key)[0]))
-            else:  # make a key and revoke it: writes beside the reads
-                status, body = call("POST", f"{base}/api/v1/api-keys", key, {"name": f"c{number}-{step}"})
-                seen.append((kind, status))
-                if status == 201:
-                    seen.append((kind, call("DELETE", f"{base}/api/v1/api-keys/{body['key']['id']}", key)[0]))
-        return seen
-
-    try:
-        wait_until_ready(server, base)
-        workers = worker_pids(server.pid)
+    with gunicorn_with_a_key(tmp_path, "--scope", "keys:read", "--scope", "keys:write",
+                             "--expires-in-days", "30") as gunicorn:
+        base, token = gunicorn.base, gunicorn.token
+        key = {"Authorization": f"Bearer {token}"}
+        wrong = {"Authorization": f"Bearer {token[:-1]}{'A' if token[-1] != 'A' else 'B'}"}
+        workers = worker_pids(gunicorn.server.pid)
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:  # a warm-up round, then the measured one
             list(pool.map(lambda n: call("GET", f"{base}/api/v1/whoami", key), range(200)))
         warm = {pid: rss_kib(pid) for pid in workers}
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-            answers = [answer for result in pool.map(client, range(CLIENTS)) for answer in result]
+            answers = [answer for result in pool.map(lambda n: client(base, key, wrong, n), range(CLIENTS))
+                       for answer in result]
         after = {pid: rss_kib(pid) for pid in workers}
-    finally:
-        server.terminate()
-        server.communicate(timeout=60)
+    env = gunicorn.env
 
     statuses = [status for _, status in answers]
     assert len(answers) > 500, len(answers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,8 +12,8 @@ from app.accounts import service as accounts
 from app.audit.models import Alert
 from app.extensions import db
 from tests.functional.keyhelpers import bearer, flush, new_key
-from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
-from tests.functional.test_usage_at_shutdown import status_of, wait_until_ready
+from tests.functional.served import gunicorn_with_a_key
+from tests.functional.test_usage_at_shutdown import status_of
 from tests.support import PASSWORD, AuthActions
 
 TOKEN = "m" * 40
@@ -91,35 +90,22 @@ def test_verifications_are_counted_by_outcome_with_latency_and_gauges(metrics_ap
 
 
 def test_metrics_add_up_across_gunicorn_workers(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = clean_env(tmp_path, KEYFOB_ENV="production", SECRET_KEY="k" * 48, KEY_PEPPER="p" * 48, METRICS_TOKEN=TOKEN,
-                    KEYFOB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", KEYFOB_PASSWORD=PASSWORD,
-                    PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
-    assert flask(tmp_path, "db", "upgrade", **env).returncode == 0
-    assert flask(tmp_path, "users", "create", "ada@example.com", **env).returncode == 0
-    token = flask(tmp_path, "keys", "create", "ada@example.com", "--name", "m", **env).stdout.strip().splitlines()[-1]
-    server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until_ready(server, base)
+    folder = tmp_path / "metrics"
+    with gunicorn_with_a_key(tmp_path, METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(folder)) as gunicorn:
         # Send batches until both workers have answered some (each writes its own counter file), so the totals
         # below can only be right if the scrape sums the workers.
-        sent, folder = 0, tmp_path / "metrics"
+        sent, whoami = 0, f"{gunicorn.base}/api/v1/whoami"
         with ThreadPoolExecutor(max_workers=8) as pool:
             while sent < 2000 and (sent == 0 or len(list(folder.glob("counter_*.db"))) < 2):
-                statuses = list(pool.map(lambda _: status_of(f"{base}/api/v1/whoami", bearer(token)), range(100)))
+                statuses = list(pool.map(lambda _: status_of(whoami, bearer(gunicorn.token)), range(100)))
                 assert statuses.count(200) == 100
                 sent += 100
         assert len(list(folder.glob("counter_*.db"))) >= 2, "one worker answered everything"
         texts = []
         for _ in range(6):  # several scrapes, so more than one worker answers
-            request = urllib.request.Request(f"{base}/metrics", headers=bearer(TOKEN))
+            request = urllib.request.Request(f"{gunicorn.base}/metrics", headers=bearer(TOKEN))
             with urllib.request.urlopen(request, timeout=10) as response:
                 texts.append(response.read().decode())
-    finally:
-        server.terminate()
-        server.communicate(timeout=60)
     for text in texts:  # whichever worker answered, it reports both workers' counts
         assert sample(text, "keyfob_key_verifications_total", outcome="valid") == sent
         assert sample(text, "keyfob_request_duration_seconds_count", method="GET", route="/api/v1/whoami") == sent

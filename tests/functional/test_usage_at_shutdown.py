@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
+from tests.functional.served import gunicorn_with_a_key
+from tests.functional.test_startup import flask
 from tests.support import database_url
-
-KEY_LINE = "kf_"
 
 
 def wait_until_ready(server: subprocess.Popen, base: str) -> None:
@@ -38,30 +37,14 @@ def status_of(url: str, headers: dict) -> int:
 
 
 def test_every_use_and_refusal_is_written_when_gunicorn_stops(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     # An hour between flushes: whatever reaches the database got there through the flush at worker exit.
-    env = clean_env(tmp_path, KEYFOB_ENV="production", SECRET_KEY="k" * 48, KEY_PEPPER="p" * 48,
-                    USAGE_FLUSH_SECONDS="3600", KEYFOB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2",
-                    KEYFOB_PASSWORD="a sturdy passphrase")
-    assert flask(tmp_path, "db", "upgrade", **env).returncode == 0
-    assert flask(tmp_path, "users", "create", "ada@example.com", **env).returncode == 0
-    created = flask(tmp_path, "keys", "create", "ada@example.com", "--name", "load", **env)
-    token = created.stdout.strip().splitlines()[-1]
-    assert token.startswith(KEY_LINE)
-
-    server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until_ready(server, base)
-        valid = {"Authorization": f"Bearer {token}"}
-        wrong = {"Authorization": f"Bearer {token[:-1]}{'A' if token[-1] != 'A' else 'B'}"}
+    with gunicorn_with_a_key(tmp_path, USAGE_FLUSH_SECONDS="3600") as served:
+        valid = {"Authorization": f"Bearer {served.token}"}
+        wrong = {"Authorization": f"Bearer {served.token[:-1]}{'A' if served.token[-1] != 'A' else 'B'}"}
         with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses = list(pool.map(lambda n: status_of(f"{base}/api/v1/whoami", valid if n % 4 else wrong),
+            statuses = list(pool.map(lambda n: status_of(f"{served.base}/api/v1/whoami", valid if n % 4 else wrong),
                                      range(400)))
-    finally:
-        server.terminate()  # SIGTERM: a graceful stop, each worker flushing on its way out
-        server.communicate(timeout=60)
+    env = served.env
     assert statuses.count(200) == 300 and statuses.count(401) == 100
 
     [key] = json.loads(flask(tmp_path, "keys", "list", "--json", **env).stdout)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
-from tests.functional.test_usage_at_shutdown import status_of, wait_until_ready
+from tests.functional.served import gunicorn_with_a_key
+from tests.functional.test_startup import flask
+from tests.functional.test_usage_at_shutdown import status_of
 
 
 def answer(url: str, headers: dict) -> int:
@@ -29,34 +29,20 @@ def worker_pids(master: int) -> list[int]:
 
 
 def test_a_worker_stopped_under_load_loses_no_usage(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = clean_env(tmp_path, KEYFOB_ENV="production", SECRET_KEY="k" * 48, KEY_PEPPER="p" * 48,
-                    USAGE_FLUSH_SECONDS="3600", KEYFOB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2",
-                    KEYFOB_PASSWORD="a sturdy passphrase")
-    assert flask(tmp_path, "db", "upgrade", **env).returncode == 0
-    assert flask(tmp_path, "users", "create", "ada@example.com", **env).returncode == 0
-    created = flask(tmp_path, "keys", "create", "ada@example.com", "--name", "load", **env)
-    token = created.stdout.strip().splitlines()[-1]
-    server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until_ready(server, base)
-        first_workers = worker_pids(server.pid)
+    with gunicorn_with_a_key(tmp_path, USAGE_FLUSH_SECONDS="3600") as gunicorn:
+        first_workers = worker_pids(gunicorn.server.pid)
         assert len(first_workers) == 2
-        valid = {"Authorization": f"Bearer {token}"}
+        valid = {"Authorization": f"Bearer {gunicorn.token}"}
         with ThreadPoolExecutor(max_workers=8) as pool:
-            running = [pool.submit(answer, f"{base}/api/v1/whoami", valid) for _ in range(600)]
+            running = [pool.submit(answer, f"{gunicorn.base}/api/v1/whoami", valid) for _ in range(600)]
             time.sleep(0.3)
             os.kill(first_workers[0], signal.SIGTERM)  # graceful: it finishes its request and flushes on the way out
             statuses = [future.result() for future in running]
         deadline = time.monotonic() + 10
-        while first_workers[0] in worker_pids(server.pid) or len(worker_pids(server.pid)) < 2:
+        while first_workers[0] in worker_pids(gunicorn.server.pid) or len(worker_pids(gunicorn.server.pid)) < 2:
             assert time.monotonic() < deadline, "gunicorn did not replace the stopped worker"
             time.sleep(0.1)
-    finally:
-        server.terminate()
-        server.communicate(timeout=60)
+    env = gunicorn.env
     served = statuses.count(200)
     assert served + statuses.count(-1) == 600 and served >= 500
     [key] = json.loads(flask(tmp_path, "keys", "list", "--json", **env).stdout)
