@@ -76,13 +76,22 @@ class Cluster:
                                f"{result.stdout}{result.stderr}{log}")
 
     def start(self) -> str:
+        """Make the cluster and start its server; the URL of its `postgres` database as the superuser."""
         self.run("initdb", "--pgdata", str(self.data), "--username", SUPERUSER, "--auth", "trust",
                  "--encoding", "UTF8", "--locale", "C.UTF-8", "--no-sync")
+        self.serve()
+        return f"postgresql+psycopg://{SUPERUSER}@/postgres?host={self.folder}"
+
+    def serve(self) -> None:
+        """Start the server of the cluster made by start() (again, after halt())."""
         options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
         options += f" -c unix_socket_directories='{self.folder}'"
         self.run("pg_ctl", "start", "--pgdata", str(self.data), "--log", str(self.log), "--wait", "--timeout", "60",
                  "--options", options)
-        return f"postgresql+psycopg://{SUPERUSER}@/postgres?host={self.folder}"
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping the cluster: "fast" ends every session at once, "immediate" as a crash would."""
+        self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", mode, "--wait", "--timeout", "60")
 
     def remove(self) -> None:
         """Stop the server if one runs (also one whose start timed out), then delete the folder."""
