@@ -115,6 +115,24 @@ def ip_allowed(client_ip: str | None, networks: Iterable[str]) -> bool:
     return any(address in ipaddress.ip_network(network) for network in networks)
 
 
+def networks_within(networks: Iterable[str], bounds: Iterable[str]) -> bool:
+    """True when every client `networks` admits is also admitted by `bounds`; an empty list admits anywhere.
+
+    Checked as ip_allowed() compares clients: an IPv4-mapped range means its IPv4 range, and IPv4 and IPv6 ranges
+    never contain one another. Ranges of `bounds` that together cover a network (two adjacent /25s, a /24) count.
+    """
+    outer = [_unmapped(ipaddress.ip_network(bound, strict=False)) for bound in bounds]
+    if not outer:
+        return True
+    inner = [_unmapped(ipaddress.ip_network(network, strict=False)) for network in networks]
+    if not inner:
+        return False
+    merged = [*ipaddress.collapse_addresses(bound for bound in outer if bound.version == 4),
+              *ipaddress.collapse_addresses(bound for bound in outer if bound.version == 6)]
+    return all(any(network.version == bound.version and network.subnet_of(bound) for bound in merged)
+               for network in inner)
+
+
 def clean_limit(value: int | str | None, field: str, upper: int) -> int | None:
     """An optional whole number from 1 to `upper`."""
     if value is None or (isinstance(value, str) and not value.strip()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,6 +20,7 @@ from app.keys.policy import (
     clean_networks,
     clean_reason,
     ip_allowed,
+    networks_within,
     renewed_expiry,
 )
 
@@ -264,6 +266,57 @@ def test_unreadable_client_ip_is_refused_when_there_is_an_allowlist(client_ip):
 def test_allowlisted_ipv4_mapped_address_admits_that_client():
     networks = clean_networks("::ffff:10.1.2.3")
     assert ip_allowed("::ffff:10.1.2.3", networks) or ip_allowed("10.1.2.3", networks)
+
+
+# -- networks_within --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("networks", "bounds", "within"), [
+    (["10.1.0.0/16"], ["10.0.0.0/8"], True),
+    (["10.0.0.0/8"], ["10.0.0.0/8"], True),  # the same is not wider
+    (["10.1.2.3/32", "10.9.0.0/16"], ["10.0.0.0/8"], True),
+    (["10.0.0.0/7"], ["10.0.0.0/8"], False),
+    (["10.1.0.0/16", "11.0.0.1/32"], ["10.0.0.0/8"], False),  # every network must be inside
+    (["127.0.0.1/32"], ["10.0.0.0/8", "127.0.0.0/8"], True),  # inside any one of them
+    (["10.0.0.0/24"], ["10.0.0.0/25", "10.0.0.128/25"], True),  # covered only by the two together
+    (["10.0.0.0/24"], ["10.0.0.0/25", "10.0.1.0/25"], False),
+    ([], ["10.0.0.0/8"], False),  # an empty allowlist means anywhere
+    (["0.0.0.0/0"], ["10.0.0.0/8"], False),
+    ([], [], True),  # no bound
+    (["0.0.0.0/0", "::/0"], [], True),
+    (["2001:db8:1::/48"], ["2001:db8::/32"], True),
+    (["2001:db9::/48"], ["2001:db8::/32"], False),
+    (["::/0"], ["2001:db8::/32"], False),
+    (["10.0.0.0/8"], ["::/0"], False),  # IPv4 is never inside an IPv6 range: clients are compared as IPv4
+    (["2001:db8::/32"], ["0.0.0.0/0"], False),
+    (["::ffff:10.1.2.3"], ["10.0.0.0/8"], True),  # a mapped address is the IPv4 address it means
+    (["::ffff:10.0.0.0/104"], ["10.0.0.0/8"], True),
+    (["::ffff:11.0.0.0/104"], ["10.0.0.0/8"], False),
+    (["10.1.2.3"], ["::ffff:10.0.0.0/104"], True),
+    (["10.1.2.3"], ["::ffff:0:0/96"], True),  # the whole mapped range is all of IPv4
+    (["::ffff:0:0/96"], ["10.0.0.0/8"], False),
+    (["10.1.2.3"], ["::/64"], False),  # ::/64 holds ::ffff:0:0/96, but an IPv4 client never matches it
+])
+def test_networks_within_bounds(networks, bounds, within):
+    assert networks_within(networks, bounds) is within
+
+
+@pytest.mark.parametrize(("networks", "bounds"), [
+    (["10.1.0.0/16", "::ffff:10.2.0.0/112"], ["10.0.0.0/8"]),
+    (["10.0.0.0/24"], ["10.0.0.0/25", "10.0.0.128/25"]),
+    (["2001:db8:1::/48"], ["2001:db8::/32", "192.0.2.0/24"]),
+])
+def test_every_client_a_contained_allowlist_admits_is_admitted_by_the_bound(networks, bounds):
+    assert networks_within(networks, bounds)
+    for network in clean_networks(networks):
+        ends = ipaddress.ip_network(network)
+        for address in (ends[0], ends[-1]):
+            assert ip_allowed(str(address), clean_networks(bounds)), address
+
+
+def test_networks_within_accepts_the_output_of_clean_networks_and_the_stored_text():
+    bounds = clean_networks("10.0.0.0/8\n2001:db8::/32")
+    assert networks_within(clean_networks("10.0.0.1/16, 2001:db8::1"), bounds)
+    assert not networks_within(clean_networks("10.0.0.0/8, 2001:db8::/31"), bounds)
 
 
 # -- limits ---------------------------------------------------------------------------------------------------------
