@@ -1,7 +1,9 @@
 """The key operations for client apps: the dashboard's actions as JSON, each guarded by the scope it needs.
 
 A key acts for its owner: it sees and changes only the owner's keys (another user's key id answers 404), and it
-never grants more than it has: a key it makes or changes holds no scope the caller lacks and outlives it in no way.
+never grants more than it has: a key it makes or changes holds no scope the caller lacks, outlives it in no way, and
+is at least as restricted in rate limit, IP allowlist and remaining uses. A restriction left out of a create or a PUT
+takes the caller's own, so leaving a field out never loosens a key.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app, g, jsonify, request, url_for
@@ -36,7 +39,7 @@ from app.keys import policy, queries, service
 from app.keys.models import MAX_KEY_ID, ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.scopes import UnknownScopeError, normalise_scopes
-from app.keys.service import GRACE_PERIODS, KeyStateError
+from app.keys.service import GRACE_PERIODS, UNSET, KeyStateError
 
 DEFAULT_LIFETIME_DAYS = 90
 MAX_DAYS = 3650
@@ -121,9 +124,47 @@ def _check_outlives(expires_at: datetime | None) -> None:
                                                   f"an expiry on or before {ceiling.isoformat()}.")
 
 
+def _uses_left() -> int | None:
+    """The caller's remaining uses once this request has taken its own (verify() read them before it did)."""
+    before = g.api_key.remaining_uses
+    return None if before is None else before - 1
+
+
+def _inherited() -> dict:
+    """The restrictions a create or a PUT gives for fields the body leaves out: the caller's own (for an unrestricted
+    caller, none), so that leaving a field out never loosens a key."""
+    left = _uses_left()
+    # A key has at least one use: for a caller with none left even that is more than its own, and is refused.
+    return {"allowed_ips": list(g.api_key.allowed_ips), "rate_limit": g.api_key.rate_limit,
+            "remaining_uses": None if left is None else max(left, 1)}
+
+
+def _looser(allowed_ips: Iterable[str] = UNSET, rate_limit: int | None = UNSET,
+            remaining_uses: int | None = UNSET) -> list[str]:
+    """How each given restriction is looser than the caller's own, in words; empty when none is."""
+    caller, looser = g.api_key, []
+    if rate_limit is not UNSET and caller.rate_limit is not None and (rate_limit is None
+                                                                      or rate_limit > caller.rate_limit):
+        looser.append(f"a higher rate limit than its own ({caller.rate_limit} per minute)")
+    if allowed_ips is not UNSET and not policy.networks_within(allowed_ips, caller.allowed_ips):
+        looser.append(f"a wider IP allowlist than its own ({', '.join(caller.allowed_ips)})")
+    left = _uses_left()
+    if remaining_uses is not UNSET and left is not None and (remaining_uses is None or remaining_uses > left):
+        looser.append(f"more remaining uses than it has left itself ({left} after this request)")
+    return looser
+
+
+def _check_restrictions(refused: str = "give a key", why: str = "", **restrictions) -> None:
+    """Refuse rate_limit, allowed_ips or remaining_uses looser than the caller's own; tightening is always allowed."""
+    looser = _looser(**restrictions)
+    if looser:
+        raise ApiError(403, "insufficient_scope", f"A key cannot {refused} " + " or ".join(looser) + why + ".")
+
+
 def _check_within_caller(key: ApiKey, now: datetime) -> None:
     """Rotating hands the caller a working secret for `key`: only for a key that could not do more than the caller,
-    in what it may do or for how long. (An expired key is revived only up to the caller's expiry: see rotate_key.)"""
+    in what it may do, for how long, how often or from where. (An expired key is revived only up to the caller's
+    expiry: see rotate_key.)"""
     beyond = sorted(set(key.scopes) - set(g.api_key.scopes))
     if beyond:
         raise ApiError(403, "insufficient_scope", "A key cannot rotate a key that holds scopes it does not hold "
@@ -133,6 +174,16 @@ def _check_within_caller(key: ApiKey, now: datetime) -> None:
     if ceiling is not None and not expired and (key.expires_at is None or key.expires_at > ceiling):
         raise ApiError(403, "insufficient_scope", "A key cannot rotate a key that lives longer than itself: its new "
                                                   "secret would outlive the caller.")
+    _check_restrictions("rotate a key with", ": its new secret would do more than the caller",
+                        allowed_ips=key.allowed_ips, rate_limit=key.rate_limit, remaining_uses=key.remaining_uses)
+
+
+def _networks(body: dict) -> list[str]:
+    """The body's allowed_ips in canonical form, to compare with the caller's."""
+    try:
+        return list(policy.clean_networks(text_list(body, "allowed_ips") or []))
+    except KeyInputError as error:
+        raise _core_refusal(error) from None
 
 
 def _expiry_from(body: dict, now: datetime) -> tuple[datetime | None, bool]:
@@ -204,15 +255,19 @@ def create_key():
     expires_at, chosen = _expiry_from(body, now)
     if not chosen:
         expires_at = _capped(now + timedelta(days=min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)))
-    rate_limit = optional_number(body, "rate_limit", 1, policy.MAX_RATE_LIMIT)
-    remaining_uses = optional_number(body, "remaining_uses", 1, policy.MAX_REMAINING_USES)
+    restrictions = _inherited()
+    if "allowed_ips" in body:
+        restrictions["allowed_ips"] = _networks(body)
+    if "rate_limit" in body:
+        restrictions["rate_limit"] = optional_number(body, "rate_limit", 1, policy.MAX_RATE_LIMIT)
+    if "remaining_uses" in body:
+        restrictions["remaining_uses"] = optional_number(body, "remaining_uses", 1, policy.MAX_REMAINING_USES)
     _check_scopes(scopes)
     _check_outlives(expires_at)
+    _check_restrictions(**restrictions)
     try:
         key, secret = service.create(owner, name, scopes, expires_at, actor=_actor(), now=now,
-                                     description=text(body, "description") or "",
-                                     allowed_ips=text_list(body, "allowed_ips") or (), rate_limit=rate_limit,
-                                     remaining_uses=remaining_uses)
+                                     description=text(body, "description") or "", **restrictions)
     except KeyInputError as error:
         raise _core_refusal(error) from None
     return _with_secret(key, secret, 201, Location=url_for("api.get_key", key_id=key.id))
@@ -236,7 +291,8 @@ def get_key(key_id: int):
 
 
 def _changes(body: dict, *, replace: bool) -> dict:
-    """The service.update() arguments from a PATCH body (only what it names) or a PUT body (everything)."""
+    """The service.update() arguments from a PATCH body (only what it names) or a PUT body (everything; a restriction
+    left out takes the caller's own, as on create)."""
     changes = {}
     if replace or "name" in body:
         changes["name"] = text(body, "name", required=True)
@@ -244,10 +300,14 @@ def _changes(body: dict, *, replace: bool) -> dict:
         changes["description"] = text(body, "description") or ""
     if replace or "scopes" in body:
         changes["scopes"] = text_list(body, "scopes") or []
-    if replace or "allowed_ips" in body:
-        changes["allowed_ips"] = text_list(body, "allowed_ips") or []
-    if replace or "rate_limit" in body:
+    if "allowed_ips" in body:
+        changes["allowed_ips"] = _networks(body)
+    if "rate_limit" in body:
         changes["rate_limit"] = optional_number(body, "rate_limit", 1, policy.MAX_RATE_LIMIT)
+    if replace:
+        inherited = _inherited()
+        changes.setdefault("allowed_ips", inherited["allowed_ips"])
+        changes.setdefault("rate_limit", inherited["rate_limit"])
     if replace or "disabled" in body:
         disabled = boolean(body, "disabled")
         changes["disabled"] = bool(disabled)
@@ -258,6 +318,7 @@ def _update(key_id: int, *, replace: bool):
     key = _key(key_id)
     changes = _changes(json_body(EDITABLE), replace=replace)
     _check_scopes(changes.get("scopes"))
+    _check_restrictions(**{field: changes[field] for field in ("allowed_ips", "rate_limit") if field in changes})
     try:
         service.update(key, actor=_actor(), **changes)
     except KeyInputError as error:
