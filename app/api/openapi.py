@@ -303,6 +303,21 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 KEY_ID_PARAMETER = {"$ref": "#/components/parameters/KeyId"}
 SECRET_HEADERS = {"Cache-Control": True}
 
+
+def _key_change(operation_id: str, summary: str, *, ok_description: str, body: str, ok_schema: str = "ApiKey",
+                **options: Any) -> dict[str, Any]:
+    """An operation that changes one key: it needs `keys:write`, answers 404 for a key the caller's owner does not
+    have and 409 for a revoked one."""
+    return _operation(operation_id, summary, tag="API keys", scope="keys:write", ok=200, ok_schema=ok_schema,
+                      ok_description=ok_description, body=body, errors=(404, 409), **options)
+
+
+def _key_action(operation_id: str, summary: str, **options: Any) -> dict[str, Any]:
+    """The path item of POST /api-keys/{key_id}/<action>, whose body is optional."""
+    return {"parameters": [KEY_ID_PARAMETER],
+            "post": _key_change(operation_id, summary, body_required=False, **options)}
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api-keys": {
         "get": _operation(
@@ -342,34 +357,22 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _operation(
             "getKey", "One key", tag="API keys", scope="keys:read", ok=200, ok_schema="ApiKey",
             ok_description="The key (never its secret).", errors=(404,)),
-        "patch": _operation(
-            "updateKey", "Change some of a key's settings", tag="API keys", scope="keys:write", ok=200,
-            ok_schema="ApiKey", ok_description="The key as changed.", body="ApiKeyChanges", errors=(404, 409)),
-        "put": _operation(
-            "replaceKey", "Replace a key's settings", tag="API keys", scope="keys:write", ok=200,
-            ok_schema="ApiKey", ok_description="The key as changed.", body="ApiKeyReplacement", errors=(404, 409)),
-        "delete": _operation(
-            "revokeKey", "Revoke a key", tag="API keys", scope="keys:write", ok=200, ok_schema="ApiKey",
-            ok_description="The key, now revoked.", body="Revocation", body_required=False, errors=(404, 409),
-            description="Revoked for good, old rotated secret included."),
+        "patch": _key_change("updateKey", "Change some of a key's settings", ok_description="The key as changed.",
+                             body="ApiKeyChanges"),
+        "put": _key_change("replaceKey", "Replace a key's settings", ok_description="The key as changed.",
+                           body="ApiKeyReplacement"),
+        "delete": _key_change("revokeKey", "Revoke a key", ok_description="The key, now revoked.", body="Revocation",
+                              body_required=False, description="Revoked for good, old rotated secret included."),
     },
-    "/api-keys/{key_id}/rotate": {
-        "parameters": [KEY_ID_PARAMETER],
-        "post": _operation(
-            "rotateKey", "Give a key a new secret", tag="API keys", scope="keys:write", ok=200,
-            ok_schema="ApiKeyWithSecret", ok_description="The key with its new secret, shown this once.",
-            ok_headers=SECRET_HEADERS, body="Rotation", body_required=False, errors=(404, 409),
-            description="Name, scopes and settings stay; the old secret keeps working for `grace`. The answer hands "
-                        "over a working secret, so a key may rotate only a key holding no scope it lacks and expiring "
-                        "no later than itself (403 `insufficient_scope` otherwise)."),
-    },
-    "/api-keys/{key_id}/renew": {
-        "parameters": [KEY_ID_PARAMETER],
-        "post": _operation(
-            "renewKey", "Move a key's expiry", tag="API keys", scope="keys:write", ok=200, ok_schema="ApiKey",
-            ok_description="The key with its new expiry.", body="Renewal", body_required=False, errors=(404, 409),
-            description="An expired key becomes usable again."),
-    },
+    "/api-keys/{key_id}/rotate": _key_action(
+        "rotateKey", "Give a key a new secret", ok_schema="ApiKeyWithSecret",
+        ok_description="The key with its new secret, shown this once.", ok_headers=SECRET_HEADERS, body="Rotation",
+        description="Name, scopes and settings stay; the old secret keeps working for `grace`. The answer hands over a "
+                    "working secret, so a key may rotate only a key holding no scope it lacks and expiring no later "
+                    "than itself (403 `insufficient_scope` otherwise)."),
+    "/api-keys/{key_id}/renew": _key_action(
+        "renewKey", "Move a key's expiry", ok_description="The key with its new expiry.", body="Renewal",
+        description="An expired key becomes usable again."),
     "/api-keys/{key_id}/usage": {
         "parameters": [KEY_ID_PARAMETER],
         "get": _operation(
