@@ -54,12 +54,17 @@ NAME = {"type": "string", "minLength": 1, "maxLength": 100, "description": "Up t
 DESCRIPTION = {"type": "string", "maxLength": 500, "default": ""}
 SCOPE_LIST = {"type": "array", "items": {"type": "string"}, "default": [],
               "description": "Scope names from GET /scopes; a key can only grant scopes it holds itself."}
-ALLOWED_IPS = {"type": "array", "items": {"type": "string"}, "maxItems": 100, "default": [],
-               "description": "IPv4 or IPv6 addresses or CIDR ranges the key may be used from; empty means any."}
-RATE_LIMIT = {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000, "default": None,
-              "description": "Requests per minute; null for no limit."}
-REMAINING_USES = {"type": ["integer", "null"], "minimum": 1, "maximum": 2_000_000_000, "default": None,
-                  "description": "How many requests the key may make in all; null for no quota."}
+# Left out of a create or a PUT, a restriction takes the calling key's own (none for an unrestricted key): there is
+# no one default to state, so the bodies' descriptions say it instead.
+ALLOWED_IPS = {"type": "array", "items": {"type": "string"}, "maxItems": 100,
+               "description": "IPv4 or IPv6 addresses or CIDR ranges the key may be used from; empty means any. Each "
+                              "must lie within the calling key's own allowlist, if it has one."}
+RATE_LIMIT = {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000,
+              "description": "Requests per minute; null for no limit. At most the calling key's own rate limit, if it "
+                             "has one."}
+REMAINING_USES = {"type": ["integer", "null"], "minimum": 1, "maximum": 2_000_000_000,
+                  "description": "How many requests the key may make in all; null for no quota. At most the uses the "
+                                 "calling key has left after this request, if it has a quota."}
 EXPIRES_AT = {**DATE_TIME, "description": "RFC 3339 date-time with a zone, such as 2027-01-31T00:00:00Z; within "
                                           "the deployment's longest lifetime and no later than the caller's expiry."}
 EXPIRES_IN_DAYS = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
@@ -150,7 +155,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "rate_limit": RATE_LIMIT,
         "remaining_uses": REMAINING_USES,
     }, required=["name"], description="A key to create. Without expires_at or expires_in_days it expires in 90 "
-                                      "days (or with the caller, if sooner).", **ONE_EXPIRY),
+                                      "days (or with the caller, if sooner). Without allowed_ips, rate_limit or "
+                                      "remaining_uses it takes the caller's own (none for an unrestricted caller).",
+        **ONE_EXPIRY),
     "ApiKeyChanges": _object({
         "name": NAME,
         "description": DESCRIPTION,
@@ -166,7 +173,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "allowed_ips": ALLOWED_IPS,
         "rate_limit": RATE_LIMIT,
         "disabled": {"type": "boolean", "default": False},
-    }, required=["name"], description="Every editable field: those left out go back to their defaults."),
+    }, required=["name"], description="Every editable field: those left out go back to their defaults, and "
+                                      "allowed_ips and rate_limit to the calling key's own (none for an "
+                                      "unrestricted caller)."),
     "Rotation": _object({
         "grace": {"type": "string", "enum": GRACE_PERIODS, "default": "none",
                   "description": "How long the old secret keeps working."},
@@ -213,9 +222,10 @@ ERRORS: dict[int, tuple[str, str, list[str], dict[str, bool]]] = {
                           "disabled or suspended (`invalid_token`: one answer for all).",
           ["missing_token", "invalid_token"], {"WWW-Authenticate": True}),
     403: ("Forbidden", "A valid key that may not do this: it lacks a scope (`insufficient_scope`, also when asked to "
-                       "grant more than it holds or to outlive itself), is used from an IP outside its allowlist "
-                       "(`ip_not_allowed`), has used up its quota (`usage_exceeded`), or belongs to no user "
-                       "(`no_owner`).", ["insufficient_scope", "ip_not_allowed", "usage_exceeded", "no_owner"],
+                       "grant more than it holds, to outlive itself or to make a key less restricted than "
+                       "itself), is used from an IP outside its allowlist (`ip_not_allowed`), has used up its quota "
+                       "(`usage_exceeded`), or belongs to no user (`no_owner`).",
+          ["insufficient_scope", "ip_not_allowed", "usage_exceeded", "no_owner"],
           {"WWW-Authenticate": False}),
     404: ("NotFound", "No such key among the caller's owner's keys (another user's key answers the same), or no "
                       "such address.", ["not_found"], {}),
@@ -337,8 +347,13 @@ PATHS: dict[str, dict[str, Any]] = {
             "createKey", "Create a key", tag="API keys", scope="keys:write", ok=201, ok_schema="ApiKeyWithSecret",
             ok_description="The new key, with its secret shown this once.", body="NewApiKey",
             ok_headers={"Location": True, **SECRET_HEADERS},
-            description="The new key belongs to the caller's owner. It can hold only scopes the caller holds and "
-                        "expire no later than the caller."),
+            description="The new key belongs to the caller's owner. It is never less restricted than the caller: "
+                        "it can hold only scopes the caller holds, expire no later, have no higher `rate_limit`, "
+                        "only networks inside the caller's `allowed_ips`, and no more `remaining_uses` than the "
+                        "caller has left after this request (a key on its last use makes none). A value looser "
+                        "than the caller's is refused with 403 `insufficient_scope`; a left-out expiry, "
+                        "`allowed_ips`, `rate_limit` or `remaining_uses` takes the caller's own instead. Tightening "
+                        "is always allowed."),
         "delete": _operation(
             "revokeKeyById", "Revoke a key named in the body", tag="API keys", scope="keys:write", ok=200,
             ok_schema="ApiKey", ok_description="The key, now revoked.", body="RevocationById", errors=(404, 409),
@@ -358,9 +373,17 @@ PATHS: dict[str, dict[str, Any]] = {
             "getKey", "One key", tag="API keys", scope="keys:read", ok=200, ok_schema="ApiKey",
             ok_description="The key (never its secret).", errors=(404,)),
         "patch": _key_change("updateKey", "Change some of a key's settings", ok_description="The key as changed.",
-                             body="ApiKeyChanges"),
+                             body="ApiKeyChanges", description=(
+                                 "Only the fields the body names change, and none may be looser than the calling "
+                                 "key's own: no scope it lacks, no higher `rate_limit` (null is no limit), no "
+                                 "network outside its `allowed_ips` (empty is anywhere); 403 `insufficient_scope` "
+                                 "otherwise. A key may always tighten itself or another key.")),
         "put": _key_change("replaceKey", "Replace a key's settings", ok_description="The key as changed.",
-                           body="ApiKeyReplacement"),
+                           body="ApiKeyReplacement", description=(
+                               "Fields left out go back to their defaults; `allowed_ips` and `rate_limit` left out "
+                               "take the calling key's own, as on create, so a PUT never loosens a key by omission. "
+                               "As with PATCH, a value looser than the calling key's own is refused with 403 "
+                               "`insufficient_scope`.")),
         "delete": _key_change("revokeKey", "Revoke a key", ok_description="The key, now revoked.", body="Revocation",
                               body_required=False, description="Revoked for good, old rotated secret included."),
     },
@@ -368,8 +391,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "rotateKey", "Give a key a new secret", ok_schema="ApiKeyWithSecret",
         ok_description="The key with its new secret, shown this once.", ok_headers=SECRET_HEADERS, body="Rotation",
         description="Name, scopes and settings stay; the old secret keeps working for `grace`. The answer hands over a "
-                    "working secret, so a key may rotate only a key holding no scope it lacks and expiring no later "
-                    "than itself (403 `insufficient_scope` otherwise)."),
+                    "working secret, so a key may rotate only a key at least as restricted as itself: holding no "
+                    "scope it lacks, expiring no later, with no higher `rate_limit`, `allowed_ips` inside its own and "
+                    "no more `remaining_uses` than it has left after this request (403 `insufficient_scope` "
+                    "otherwise). A key may rotate itself."),
     "/api-keys/{key_id}/renew": _key_action(
         "renewKey", "Move a key's expiry", ok_description="The key with its new expiry.", body="Renewal",
         description="An expired key becomes usable again."),
@@ -415,7 +440,9 @@ def _document_json() -> str:
             "description": (
                 "Client apps manage their owner's keys exactly as people do on the dashboard. Send a key in the "
                 "`Authorization: Bearer <key>` header, never in the URL. A key acts for its owner: another user's "
-                "key answers 404. A key never grants more than it holds. Every answer is JSON, and every refusal "
+                "key answers 404. A key never grants more than it holds: a key it creates, changes or rotates is at "
+                "least as restricted as itself in scopes, expiry, rate limit, IP allowlist and remaining uses. "
+                "Every answer is JSON, and every refusal "
                 "has the shape `{\"error\": code, \"message\": text, \"fields\": {name: text}}`."),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.api.openapi import build_document
 from tests.functional.keyhelpers import AppFactory, add_user, bearer, count, flush, new_key, rows
 
 API = "/api/v1/api-keys"
@@ -261,3 +262,13 @@ def test_the_service_key_still_manages_no_keys(apps, method, suffix):
                                                   headers=bearer(service_key))
     assert response.status_code == 403
     assert response.get_json()["error"] == "no_owner"
+
+
+def test_the_document_states_the_bounds_on_every_operation_that_sets_or_hands_over_a_key():
+    operations = {operation["operationId"]: operation for item in build_document()["paths"].values()
+                  for operation in item.values() if isinstance(operation, dict) and "operationId" in operation}
+    for operation_id in ("createKey", "updateKey", "replaceKey", "rotateKey"):
+        description = operations[operation_id]["description"]
+        assert all(word in description for word in ("`rate_limit`", "`allowed_ips`", "403 `insufficient_scope`")), \
+            operation_id
+    assert "left out take the calling key's own" in operations["replaceKey"]["description"]
