@@ -114,8 +114,7 @@ def index():
     search = request.args.get("q", "").strip()[:100]
     listing = queries.key_page(current_user.id, now=now, warning_days=_warning_days(), status=status,
                                search=search, page=request.args.get("page", 1, type=int))
-    context = {"listing": listing, "status": status, "search": search, "now": now, "action_form": ActionForm(),
-               "warning_days": _warning_days()}
+    context = {"listing": listing, "status": status, "search": search, "now": now, "warning_days": _warning_days()}
     if is_htmx():
         return render_template("keys/_key_list.html", **context)
     ended = None
@@ -210,8 +209,7 @@ def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int
         return redirect(_back(form, url_for("keys.detail", key_id=key.id)))
     now = utcnow()
     response = make_response(render_template(
-        fragment, key=key, now=now, renewal_keys=_renewal_keys(now), action_form=ActionForm(),
-        warning_days=_warning_days()), status)
+        fragment, key=key, now=now, renewal_keys=_renewal_keys(now), warning_days=_warning_days()), status)
     if refresh_lists:
         response.headers["HX-Trigger"] = "keys-changed"
     return response
