@@ -4,9 +4,12 @@ multi-process tests share."""
 from __future__ import annotations
 
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
 from tests.support import PASSWORD
@@ -18,15 +21,27 @@ class Served:
     token: str                   # the key made for ada@example.com
     env: dict                    # the servers' environment, for later `flask` calls on the same database
     server: subprocess.Popen     # the gunicorn master
+    log: Path                    # gunicorn's stderr (its own log and the app's)
+
+
+def wait_until_ready(server: subprocess.Popen, base: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2):
+                return
+        except OSError:
+            assert server.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+            time.sleep(0.2)
 
 
 @contextmanager
 def gunicorn_with_a_key(tmp_path, *key_options: str, **settings: str) -> Iterator[Served]:
     """Migrate, make ada@example.com and a key (`keys create` options in `key_options`), start gunicorn with
     gunicorn.conf.py (2 workers unless `settings` say otherwise) and wait until it is ready; stop it (SIGTERM,
-    a graceful stop) on the way out."""
-    from tests.functional.test_usage_at_shutdown import wait_until_ready
-
+    a graceful stop) on the way out. Its stderr goes to a file: a pipe nobody reads until the end fills up (64 KiB)
+    and then blocks every worker that logs."""
     port = free_port()
     env = clean_env(tmp_path, **{"KEYFOB_ENV": "production", "SECRET_KEY": "k" * 48, "KEY_PEPPER": "p" * 48,
                                  "KEYFOB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
@@ -36,12 +51,14 @@ def gunicorn_with_a_key(tmp_path, *key_options: str, **settings: str) -> Iterato
     created = flask(tmp_path, "keys", "create", "ada@example.com", "--name", "load", *key_options, **env)
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("kf_"), created.stderr
-    server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as output:
+        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until_ready(server, base)
-        yield Served(base, token, env, server)
+        wait_until_ready(server, base, log)
+        yield Served(base, token, env, server, log)
     finally:
         server.terminate()
-        server.communicate(timeout=60)
+        server.wait(timeout=60)

@@ -22,8 +22,8 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests.functional.served import wait_until_ready
 from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
-from tests.functional.test_usage_at_shutdown import wait_until_ready
 from tests.redis_server import find_redis_server, redis_server_binary, running_redis
 from tests.support import FAST_ARGON2, PASSWORD
 from tests.support import database_url as run_database_url
@@ -69,7 +69,7 @@ class Server:
                                              *(arguments or ["wsgi:app"])],
                                             cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=log)
-        wait_until_ready(self.process, self.base)
+        wait_until_ready(self.process, self.base, self.log)
         self.wait_for_every_worker()
 
     def wait_for_every_worker(self) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,18 +12,6 @@ import sqlalchemy as sa
 from tests.functional.served import gunicorn_with_a_key
 from tests.functional.test_startup import flask
 from tests.support import database_url
-
-
-def wait_until_ready(server: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=2):
-                return
-        except OSError:
-            assert server.poll() is None, server.stderr.read()
-            assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-            time.sleep(0.2)
 
 
 def status_of(url: str, headers: dict) -> int:
