@@ -71,7 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _init_database(app: Flask) -> None:
-    from app.database import engine_options, tune_sqlite
+    from app.database import end_sessions_safely, engine_options, tune_sqlite
 
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     try:
@@ -79,6 +79,7 @@ def _init_database(app: Flask) -> None:
     except (ArgumentError, NoSuchModuleError, ImportError) as error:
         raise ConfigError(f"DATABASE_URL cannot be used: {error}") from None
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    end_sessions_safely(app, db.session)  # registered after db.init_app, so it runs before its teardown
     with app.app_context():
         tune_sqlite(db.engine)
 

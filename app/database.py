@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flask import Flask
 from sqlalchemy import DateTime, Engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import scoped_session
 from sqlalchemy.types import TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -81,6 +83,37 @@ def is_outage(error: Exception) -> bool:
             "server closed", "terminating connection", "the database system is", "timeout",
         ))
     return False
+
+
+def roll_back(session) -> None:
+    """Roll the session back. When the database went away mid-transaction the ROLLBACK itself fails (PostgreSQL:
+    "terminating connection"): then the session's connections are dropped instead, as dead ones must be, and the
+    request can still answer its 503 rather than fail again."""
+    try:
+        session.rollback()
+    except SQLAlchemyError as error:
+        if not is_outage(error):
+            raise
+        (session() if isinstance(session, scoped_session) else session).invalidate()
+
+
+def end_sessions_safely(app: Flask, scoped) -> None:
+    """Close the request's session at teardown ahead of Flask-SQLAlchemy's own close, whose ROLLBACK fails when the
+    database went away mid-request and would then replace the request's answer with a bare 500: on an outage the
+    session's connections are dropped instead."""
+
+    @app.teardown_appcontext
+    def _end_session(_error) -> None:
+        if not scoped.registry.has():
+            return
+        session = scoped.registry()
+        try:
+            session.close()
+        except SQLAlchemyError as error:
+            if not is_outage(error):
+                raise
+            session.invalidate()
+        scoped.registry.clear()
 
 
 def ping(session) -> None:

@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app.database import is_outage
+from app.database import is_outage, roll_back
 from app.extensions import db, login_manager
 
 RETRY_AFTER_SECONDS = 5
@@ -57,6 +57,8 @@ def init_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException):
         status = error.code or 500
         message = MESSAGES.get(status, error.description or "")
+        if status == 503 and error.description != type(error).description:
+            message = error.description  # says which part is unavailable (the database's 503 has its own handler)
         response = error_response(status, error_code(status, error.name), message)
         # Keep headers the exception carries, such as Allow on 405 and Retry-After on 429.
         for name, value in error.get_headers():
@@ -73,7 +75,7 @@ def init_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(SQLAlchemyError)
     def _database_error(error: SQLAlchemyError):
-        db.session.rollback()
+        roll_back(db.session)
         if is_outage(error):
             app.logger.warning("database unavailable: %s", error.__class__.__name__)
             # The page must not try to load the signed-in user from the database that just failed.

@@ -19,7 +19,9 @@ class Base(DeclarativeBase):
     })
 
 
-db = SQLAlchemy(model_class=Base)
+# What a request has just committed stays loaded: answering with it needs no second round trip, and a database lost
+# right after a commit cannot turn a made key into an error answer with its secret never shown.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

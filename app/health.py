@@ -1,8 +1,9 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
+from limits.storage import MemoryStorage
 
-from app.database import ping
+from app.database import ping, roll_back
 from app.errors import RETRY_AFTER_SECONDS
 from app.extensions import csrf, db
 
@@ -19,13 +20,19 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready for traffic: the database answers."""
+    """Ready for traffic: the database answers, and so does the rate-limit store when it is a server (Redis)."""
+    checks = {"database": "ok"}
     try:
         ping(db.session)
     except Exception:  # any failure to reach the database means "not ready", whatever the driver raises
-        db.session.rollback()
-        response = jsonify(status="unavailable", checks={"database": "unreachable"})
+        roll_back(db.session)
+        checks["database"] = "unreachable"
+    storage = current_app.extensions["keyfob.ratelimit_storage"]
+    if not isinstance(storage, MemoryStorage):
+        checks["rate_limits"] = "ok" if storage.check() else "unreachable"
+    if "unreachable" in checks.values():
+        response = jsonify(status="unavailable", checks=checks)
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return jsonify(status="ok", checks={"database": "ok"})
+    return jsonify(status="ok", checks=checks)

@@ -21,6 +21,8 @@ from werkzeug.exceptions import ServiceUnavailable
 
 NAMESPACE = "api-key"
 STORAGE_RETRY_AFTER_SECONDS = 5
+STORAGE_OUTAGE_MESSAGE = ("Keyfob cannot reach its rate-limit store right now, so it cannot count this request. "
+                          "Please try again in a few seconds.")
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +35,7 @@ def storage_outage_is_503(storage: Storage) -> Iterator[None]:
         yield
     except errors as error:
         log.warning("rate-limit storage (Redis) unavailable: %s: %s", error.__class__.__name__, error)
-        raise ServiceUnavailable(retry_after=STORAGE_RETRY_AFTER_SECONDS) from None
+        raise ServiceUnavailable(STORAGE_OUTAGE_MESSAGE, retry_after=STORAGE_RETRY_AFTER_SECONDS) from None
 
 
 @dataclass(frozen=True)

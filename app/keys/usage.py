@@ -93,12 +93,23 @@ class UsageBuffer:
             threading.Thread(target=self._run, name="keyfob-usage-flush", daemon=True).start()
 
     def _run(self) -> None:
-        stop = self._stop
+        stop, outage = self._stop, False
         while not stop.wait(self._interval):
             try:
                 self.flush()
+            except SQLAlchemyError as error:
+                if not is_outage(error):  # a bug: its traceback, each time
+                    log.exception("usage flush failed; will retry")
+                elif not outage:  # an outage: one line when it starts and one when it ends, not one per round
+                    outage = True
+                    log.warning("usage flush: the database is unavailable (%s); key uses are kept in memory and "
+                                "written when it is back", error.__class__.__name__)
             except Exception:  # keep the flusher alive; the counts stay buffered for the next round
                 log.exception("usage flush failed; will retry")
+            else:
+                if outage:
+                    outage = False
+                    log.warning("usage flush: the database is back; the key uses kept meanwhile are written")
 
     def _flush_at_exit(self) -> None:
         try:

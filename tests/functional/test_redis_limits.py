@@ -203,11 +203,16 @@ def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_pa
             response = client.get(WHOAMI, headers=bearer(limited))
             assert response.status_code == 503
             assert response.get_json()["error"] == "service_unavailable"
+            assert "rate-limit store" in response.get_json()["message"]
             assert int(response.headers["Retry-After"]) > 0
+            ready = client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.get_json()["checks"] == {"database": "ok", "rate_limits": "unreachable"}
             # A key without a rate limit needs no Redis, and keeps working.
             assert client.get(WHOAMI, headers=bearer(unlimited)).status_code == 200
             response = AuthActions(app.test_client()).login()
             assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+            assert "rate-limit store" in response.get_data(as_text=True)
             # One warning per refusal, no traceback ("Exception on ..." is how Flask logs a 500).
             assert {(record.levelname, record.getMessage()[:40]) for record in logged.records} == \
                 {("WARNING", "rate-limit storage (Redis) unavailable: ")}
@@ -215,6 +220,7 @@ def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_pa
             redis.restart()  # empty, as it comes back without persistence: the windows start afresh
             assert client.get(WHOAMI, headers=bearer(limited)).status_code == 200
             assert AuthActions(app.test_client()).login().status_code == 302
+            assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "rate_limits": "ok"}
         finally:
             factory.close()
             app.extensions["keyfob.ratelimit_storage"].storage.close()
