@@ -1,40 +1,30 @@
 """PostgreSQL for `make bench`: a throwaway cluster, or a server you name, and a database per bench server.
 
-    with postgres.server(url=None) as admin_url:      # starts a cluster in a temp folder, stops and removes it after
-        url = postgres.create_database(admin_url, "keyfob_bench_base")
+    with postgres.server(url=None) as pg:             # starts a cluster in a temp folder, stops and removes it after
+        url = postgres.create_database(pg.admin_url, "keyfob_bench_base")
 
-The cluster runs with the machine's PostgreSQL 15 (`/usr/lib/postgresql/15/bin`, or PG_BIN); `initdb` and `pg_ctl`
-refuse to run as root, so under root they run as `nobody` (or PG_USER). Data directory and unix socket live in one
-temporary folder, no TCP. The test suite's helper (tests/pg_cluster.py) does the same for `make test`; once it has
-landed, `_Cluster` here can be replaced by it (the bench only needs start() -> URL and remove()).
-
-Durability is off (fsync, full_page_writes, synchronous_commit), as in the tests' cluster: the data lives minutes,
-and the measured requests only read (the usage buffer writes once a second per worker).
+The cluster is the test suite's (tests/pg_cluster.py: the machine's PostgreSQL 15 from `/usr/lib/postgresql/15/bin`
+or PG_BIN, run as `nobody` under root, data directory and unix socket in one temporary folder, no TCP, durability
+off), with the bench's own changes to its settings below.
 """
 
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_BIN = "/usr/lib/postgresql/15/bin"
-SUPERUSER = "keyfob"
-SETTINGS = {
-    "listen_addresses": "''",
-    "fsync": "off",
-    "full_page_writes": "off",
-    "synchronous_commit": "off",
-    "max_connections": "200",
-    # No autovacuum run in the middle of a measurement: the bench runs VACUUM ANALYZE itself after seeding.
-    "autovacuum": "off",
-}
+from server import ROOT
+
+sys.path.insert(0, str(ROOT))  # the repository, for tests/pg_cluster.py
+from tests.pg_cluster import DEFAULT_BIN, Cluster  # noqa: E402
+
+# Over the tests' settings: no autovacuum run in the middle of a measurement (the bench runs VACUUM ANALYZE itself
+# after seeding), and the server's time zone UTC, as a server usually has, rather than the tests' far-off one.
+SETTINGS = {"autovacuum": "off", "timezone": "'UTC'"}
 
 
 class PostgresUnavailable(Exception):
@@ -56,56 +46,6 @@ def check_available(url: str | None) -> None:
                                   "PG_BIN, or pass --postgres-url)")
 
 
-class _Cluster:
-    def __init__(self, programs: Path) -> None:
-        self.programs = programs
-        self.folder = Path(tempfile.mkdtemp(prefix="keyfob-bench-pg-", dir="/tmp"))  # a socket path is short
-        self.data = self.folder / "data"
-        self.log = self.folder / "server.log"
-        self.account = None
-        if os.geteuid() == 0:
-            self.account = pwd.getpwnam(os.environ.get("PG_USER", "nobody"))
-            os.chown(self.folder, self.account.pw_uid, self.account.pw_gid)
-        self.folder.chmod(0o755)
-        self.started = False
-
-    def run(self, program: str, *args: str) -> None:
-        account = {}
-        if self.account is not None:
-            account = {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-        result = subprocess.run([str(self.programs / program), *args], cwd=self.folder, env=environment,  # noqa: S603
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, **account)
-        if result.returncode != 0:
-            log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-            raise RuntimeError(f"{program} {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout}{result.stderr}{log}")
-
-    def start(self) -> str:
-        self.run("initdb", "--pgdata", str(self.data), "--username", SUPERUSER, "--auth", "trust",
-                 "--encoding", "UTF8", "--locale", "C.UTF-8", "--no-sync")
-        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
-        options += f" -c unix_socket_directories='{self.folder}'"
-        self.run("pg_ctl", "start", "--pgdata", str(self.data), "--log", str(self.log), "--wait", "--timeout", "60",
-                 "--options", options)
-        self.started = True
-        return f"postgresql+psycopg://{SUPERUSER}@/postgres?host={self.folder}"
-
-    def postmaster_pid(self) -> int | None:
-        try:
-            return int((self.data / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def remove(self) -> None:
-        if self.started:
-            try:
-                self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast", "--wait", "--timeout", "60")
-            except RuntimeError:
-                self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "immediate", "--wait")
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @dataclass(frozen=True)
 class PostgresServer:
     admin_url: str  # a superuser on the `postgres` database: creates and drops the bench's databases
@@ -119,12 +59,12 @@ def server(url: str | None = None) -> Iterator[PostgresServer]:
     if url is not None:
         yield PostgresServer(url, None, "the server in --postgres-url")
         return
-    cluster = _Cluster(bin_dir())
+    cluster = Cluster(bin_dir(), SETTINGS)
     try:
         admin_url = cluster.start()
         yield PostgresServer(admin_url, cluster.postmaster_pid(),
-                             f"PostgreSQL {bin_dir().parent.name}, a throwaway cluster on a unix socket in "
-                             f"{cluster.folder}")
+                             f"PostgreSQL {bin_dir().parent.name}, a throwaway cluster (tests/pg_cluster.py) on a "
+                             f"unix socket in {cluster.folder}")
     finally:
         cluster.remove()
 

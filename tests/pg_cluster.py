@@ -48,8 +48,10 @@ def in_ci() -> bool:
 
 
 class Cluster:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, settings: dict[str, str] | None = None) -> None:
+        """A cluster to be made by start(); `settings` are server settings added to (or replacing) SETTINGS."""
         self.bin_dir = bin_dir
+        self.settings = {**SETTINGS, **(settings or {})}
         self.folder = Path(tempfile.mkdtemp(prefix="keyfob-pg-"))
         if len(str(self.folder)) > 80:  # the socket's full name must fit in 107 bytes
             shutil.rmtree(self.folder)
@@ -84,7 +86,7 @@ class Cluster:
 
     def serve(self) -> None:
         """Start the server of the cluster made by start() (again, after halt())."""
-        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
+        options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
         options += f" -c unix_socket_directories='{self.folder}'"
         self.run("pg_ctl", "start", "--pgdata", str(self.data), "--log", str(self.log), "--wait", "--timeout", "60",
                  "--options", options)
@@ -92,6 +94,13 @@ class Cluster:
     def halt(self, mode: str = "fast") -> None:
         """Stop the server, keeping the cluster: "fast" ends every session at once, "immediate" as a crash would."""
         self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", mode, "--wait", "--timeout", "60")
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of the server's main process (every session's process is its child); None when it is down."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def remove(self) -> None:
         """Stop the server if one runs (also one whose start timed out), then delete the folder."""
