@@ -91,7 +91,7 @@ def _init_database(app: Flask) -> None:
 
 def _init_accounts(app: Flask) -> None:
     from app.accounts.passwords import PasswordHasher
-    from app.accounts.throttle import LoginThrottle
+    from app.accounts.throttle import LoginThrottle, RegistrationThrottle
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -111,6 +111,8 @@ def _init_accounts(app: Flask) -> None:
         app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
         app.config["LOGIN_THROTTLE_PER_IP"],
     )
+    app.extensions["keyfob.registration_throttle"] = RegistrationThrottle(
+        app.extensions["keyfob.ratelimit_storage"], app.config["REGISTRATION_THROTTLE_PER_IP"])
 
 
 def _init_keys(app: Flask) -> None:

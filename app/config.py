@@ -147,6 +147,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Failed logins allowed per email address in a moving window."),
     Setting("LOGIN_THROTTLE_PER_IP", "20 per 5 minutes", _rate,
             "Failed logins allowed per client IP in a moving window."),
+    Setting("ALLOW_REGISTRATION", "true", _boolean,
+            "Let anyone who can reach Keyfob create an account at /register. Turn it off once your team has "
+            "signed up: accounts are then made with `flask users create`."),
+    Setting("REGISTRATION_THROTTLE_PER_IP", "10 per hour", _rate,
+            "Account creations tried per client IP in a moving window. Registering tells whether an email "
+            "has an account, so this also bounds how fast addresses can be probed."),
     Setting("PASSWORD_HASH_TIME_COST", "3", _whole(1, 100),
             "Argon2id iterations. With the memory cost, must reach OWASP's minimum."),
     Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _whole(8, 4 * 1024 * 1024),

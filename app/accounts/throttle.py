@@ -1,6 +1,8 @@
-"""Failed-login throttling per account and per client IP, in moving windows (no permanent lockout).
+"""Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, and account
+creations per client IP.
 
-While the shared storage (Redis) cannot be reached, logins answer 503 with Retry-After rather than go unthrottled.
+While the shared storage (Redis) cannot be reached, logins and registrations answer 503 with Retry-After rather than
+go unthrottled.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from limits.strategies import MovingWindowRateLimiter
 from app.keys.ratelimit import storage_outage_is_503
 
 NAMESPACE = "login-failures"
+REGISTRATION_NAMESPACE = "registrations"
 
 
 class LoginThrottle:
@@ -47,3 +50,22 @@ class LoginThrottle:
         """A correct password clears the account's failures (the IP's stay: one IP may try many accounts)."""
         with storage_outage_is_503(self._storage):
             self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)
+
+
+class RegistrationThrottle:
+    """Account creations tried per client IP. Each attempt tells whether an email already has an account (there is
+    no email step to hide that behind), so this bounds how fast anyone can probe addresses, and how fast anyone can
+    make accounts (and spend password hashing)."""
+
+    def __init__(self, storage: Storage, per_ip: str) -> None:
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._rule = limits.parse(per_ip)
+
+    def attempt(self, ip: str) -> int:
+        """Count one attempt from this IP: 0 when it may go ahead, else the seconds until one may."""
+        with storage_outage_is_503(self._storage):
+            if self._limiter.hit(self._rule, REGISTRATION_NAMESPACE, ip):
+                return 0
+            reset = self._limiter.get_window_stats(self._rule, REGISTRATION_NAMESPACE, ip).reset_time
+        return max(1, math.ceil(reset - time.time()))

@@ -12,6 +12,7 @@ from app.accounts.models import User
 from app.auth import bp
 from app.auth.forms import LoginForm, LogoutForm, RegisterForm
 from app.auth.redirects import safe_next
+from app.errors import error_response
 from app.extensions import db, login_manager
 
 
@@ -59,10 +60,17 @@ def index():
 
 @bp.route("/register", methods=["GET", "POST"])
 def register():
+    if not current_app.config["ALLOW_REGISTRATION"]:
+        return error_response(403, "registration_closed", "This Keyfob does not take new sign-ups. Ask an "
+                                                          "administrator to make you an account.")
     if current_user.is_authenticated:
         return redirect(url_for("auth.index"))
     form = _form_keeping_next(RegisterForm)
     if form.validate_on_submit():
+        wait = current_app.extensions["keyfob.registration_throttle"].attempt(request.remote_addr or "unknown")
+        if wait:
+            form.form_errors.append(f"Too many accounts tried from your address. Try again in {_duration(wait)}.")
+            return _form_page("auth/register.html", form, 429, {"Retry-After": str(wait)})
         try:
             user = service.create_user(form.email.data, form.password.data)
         except service.AccountError as error:
@@ -72,6 +80,10 @@ def register():
             flash("Welcome to Keyfob. Your account is ready.", "success")
             return redirect(_after_login(form))
     return _form_page("auth/register.html", form)
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} minutes"
 
 
 @bp.route("/login", methods=["GET", "POST"])
