@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from app.audit.models import Alert
 from app.audit.service import Actor, acknowledge_alert
 from app.database import utcnow
 from app.extensions import db
 from app.keys import service
-from tests.functional.keyhelpers import AppFactory, act_on_key, add_user, bearer, daily_totals, flush, new_key, rows
+from tests.functional.keyhelpers import act_on_key, add_user, bearer, daily_totals, flush, new_key, rows
 
 WHOAMI = "/api/v1/whoami"
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 def alerts(app) -> list[dict]:

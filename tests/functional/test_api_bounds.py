@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.api.openapi import build_document
-from tests.functional.keyhelpers import AppFactory, add_user, bearer, count, flush, new_key, rows
+from tests.functional.keyhelpers import add_user, bearer, count, flush, new_key, rows
 
 API = "/api/v1/api-keys"
 WHOAMI = "/api/v1/whoami"
@@ -26,13 +26,6 @@ LOOSER = [
 ]
 LOOSER_IDS = ["rate null", "rate higher", "rate far higher", "ips anywhere", "ips wider", "ips one outside",
               "ips v6"]
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from app.database import utcnow
 from app.keys import service
 from tests.functional.keyhelpers import (
     QUIET,
-    AppFactory,
     act_on_key,
     add_user,
     all_stored_values,
@@ -25,13 +24,6 @@ from tests.functional.keyhelpers import (
 API = "/api/v1/api-keys"
 ALL_SCOPES = ("keys:read", "keys:write", "read:data", "write:data")
 SECRET = r"^kf_[0-9A-Za-z]{33}$"
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 @pytest.fixture

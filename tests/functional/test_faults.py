@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 import app.database
 from app.extensions import db
 from tests.functional.dashboard_helpers import KEY, create_form
-from tests.functional.keyhelpers import AppFactory, add_user, bearer, count, new_key, rows
+from tests.functional.keyhelpers import add_user, bearer, count, new_key, rows
 from tests.support import AuthActions
 
 API = "/api/v1/api-keys"
@@ -48,13 +48,11 @@ def write_lock(url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def apps(tmp_path, monkeypatch):
+def apps(apps, monkeypatch):
     # A locked database is waited for this long before the request gives up (5 s in production).
     monkeypatch.setattr(app.database, "SQLITE_BUSY_TIMEOUT_MS", 300)
     monkeypatch.setattr(app.database, "POSTGRES_LOCK_TIMEOUT_MS", 300)
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
+    return apps
 
 
 def test_writes_wait_then_answer_503_and_reads_go_on(tmp_path, apps):

@@ -15,7 +15,6 @@ from app.keys import service, tokens
 from app.keys.policy import KeyInputError
 from app.keys.service import KeyStateError, Outcome
 from tests.functional.keyhelpers import (
-    AppFactory,
     add_user,
     all_stored_values,
     audit_rows,
@@ -25,13 +24,6 @@ from tests.functional.keyhelpers import (
 )
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 def _owner_in(app, email="ada@example.com"):

@@ -11,14 +11,7 @@ from app.database import utcnow
 from app.extensions import db
 from app.keys import service
 from app.keys.models import ApiKey
-from tests.functional.keyhelpers import AppFactory, add_user, new_key
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
+from tests.functional.keyhelpers import add_user, new_key
 
 
 @pytest.mark.parametrize(("grace", "length"), [("1h", timedelta(hours=1)), ("24h", timedelta(hours=24)),

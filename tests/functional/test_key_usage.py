@@ -14,7 +14,6 @@ from app.keys import service, tokens
 from app.keys.usage import UsageBuffer
 from tests.functional.keyhelpers import (
     WHOAMI,
-    AppFactory,
     add_user,
     all_stored_values,
     audit_rows,
@@ -26,13 +25,6 @@ from tests.functional.keyhelpers import (
 )
 
 WRITE = "/api/v1/test/write"
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from app.database import utcnow
 from app.keys import tokens
 from tests.functional.keyhelpers import (
     WHOAMI,
-    AppFactory,
     add_user,
     audit_rows,
     bearer,
@@ -22,13 +21,6 @@ from tests.functional.keyhelpers import (
 )
 
 KEY = re.compile(tokens.scanner_regex("kf"))
-
-
-@pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 @pytest.fixture

@@ -64,13 +64,6 @@ def with_test_routes(app):
 
 
 @pytest.fixture
-def apps(tmp_path):
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
-
-
-@pytest.fixture
 def app(apps):
     return with_test_routes(apps())
 
