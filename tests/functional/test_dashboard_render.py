@@ -62,7 +62,7 @@ def test_every_row_form_carries_the_sessions_csrf_token(client, keys):
                  f"/keys/{keys['soon']}/rotate"):
         assert actions[path]["csrf_token"], path
     tokens = {form["fields"].get("csrf_token") for form in page.forms}
-    assert len(tokens) == 1  # one token per request, the logout form's and every row's alike
+    assert len(tokens) == 1  # made once per request: the logout form's and every row's alike
     assert [name for name, count in page.ids.items() if count > 1] == []
 
 
@@ -77,11 +77,12 @@ def test_a_row_form_posted_as_rendered_works_without_javascript(app, client, key
     assert bool(disabled) is (action == "disable")
 
 
-def test_the_row_an_htmx_action_returns_carries_the_token_too(client, keys):
+def test_the_row_an_htmx_action_returns_has_a_working_form_too(app, client, keys):
     page = forms_on(page_text(client.get("/keys/")))
     fields = next(form["fields"] for form in page.forms if form["action"] == f"/keys/{keys['live']}/disable")
     response = client.post(f"/keys/{keys['live']}/disable", data=fields, headers=HTMX)
     assert response.status_code == 200
     row = forms_on(page_text(response))
     enable = next(form["fields"] for form in row.forms if form["action"] == f"/keys/{keys['live']}/enable")
-    assert enable["csrf_token"] == fields["csrf_token"]
+    assert client.post(f"/keys/{keys['live']}/enable", data=enable, headers=HTMX).status_code == 200
+    assert not rows(app, "SELECT disabled FROM api_keys WHERE id = :id", id=keys["live"])[0]["disabled"]
