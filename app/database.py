@@ -17,6 +17,10 @@ POSTGRES_LOCK_TIMEOUT_MS = 5000
 # The largest id an Integer primary key holds on every backend: 32 bits on PostgreSQL (SQLite's are 64). A larger
 # id (from a URL, a form or a cursor) names no row, and must not reach the driver, which would fail on it.
 MAX_ID = 2**31 - 1
+# How long opening a PostgreSQL connection may take: a server that is unreachable without refusing (a dropped route,
+# a firewall, a host that hangs) must give a 503 within seconds, not hold the worker for the system's TCP timeout
+# (minutes). A connect_timeout in DATABASE_URL wins.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def utcnow() -> datetime:
@@ -53,7 +57,10 @@ def engine_options(database_url: str) -> dict:
         given = make_url(database_url).query.get("options", "")
         given = given if isinstance(given, str) else " ".join(given)
         options = f"{given} -c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}".strip()
-        return {"pool_pre_ping": True, "connect_args": {"options": options}}
+        connect_args = {"options": options}
+        if "connect_timeout" not in make_url(database_url).query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
+        return {"pool_pre_ping": True, "connect_args": connect_args}
     return {"pool_pre_ping": True}
 
 

@@ -112,7 +112,9 @@ def dump_database(url: str) -> Iterable[tuple[str, str]]:
     readable = _readable_url(url)
     if readable is None:
         return
-    engine = sa.create_engine(readable, poolclass=NullPool)
+    # A server that never answers (a test's hung database host) is reported unreadable in seconds, not minutes.
+    waiting = {"connect_timeout": 5} if readable.get_backend_name() == "postgresql" else {}
+    engine = sa.create_engine(readable, poolclass=NullPool, connect_args=waiting)
     try:
         with engine.connect() as connection:
             metadata = sa.MetaData()

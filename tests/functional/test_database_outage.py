@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -25,11 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+import app.database
+from app import create_app
+from app.keys import tokens
 from tests.functional.keyhelpers import add_user, bearer, new_key
 from tests.functional.served import gunicorn_with_a_key
 from tests.functional.test_startup import flask
 from tests.pg_cluster import DEFAULT_BIN, Cluster, in_ci
-from tests.support import PASSWORD
+from tests.support import PASSWORD, app_config
 
 BACK_WITHIN_SECONDS = 5
 KEY_LIKE = re.compile(r"kf_[A-Za-z0-9_]{20,}")
@@ -64,6 +68,38 @@ def test_an_outage_answers_503_even_when_its_rollback_fails(app, monkeypatch):
     response = app.test_client().get("/api/v1/api-keys", headers=bearer(token))
     assert response.status_code == 503
     assert response.get_json()["error"] == "service_unavailable" and response.headers["Retry-After"] == "5"
+
+
+# -- a database server that takes the connection and never answers ---------------------------------------------------
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port whose connections the kernel completes but nobody ever reads or answers: a hung database host."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_a_database_host_that_never_answers_gives_503_within_the_connect_timeout(tmp_path, monkeypatch,
+                                                                                   silent_server):
+    # Without a connect timeout each request waited for the system's (minutes) and held its worker all along.
+    monkeypatch.setattr(app.database, "POSTGRES_CONNECT_TIMEOUT_SECONDS", 1)
+    url = f"postgresql+psycopg://keyfob@127.0.0.1:{silent_server}/keyfob"
+    assert app.database.engine_options(url)["connect_args"]["connect_timeout"] == 1
+    assert "connect_timeout" not in app.database.engine_options(f"{url}?connect_timeout=9")["connect_args"]
+    client = create_app(app_config(tmp_path, DATABASE_URL=url)).test_client()
+    well_formed = {"Authorization": f"Bearer {tokens.generate('kf')}"}  # passes the checksum: it needs the lookup
+    for path, headers in (("/readyz", {}), ("/api/v1/whoami", well_formed)):
+        started = time.monotonic()
+        response = client.get(path, headers=headers)
+        took = time.monotonic() - started
+        # Not a timing target: without the timeout each of these hung for minutes (the system's TCP timeout).
+        assert took < 15, f"{path} took {took:.1f} s"
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
 
 
 # -- PostgreSQL stopped under load ------------------------------------------------------------------------------------
