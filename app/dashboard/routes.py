@@ -24,7 +24,7 @@ from app.keys.models import ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.service import KeyStateError
 
-RENEWAL_LIST_LIMIT = 20
+RENEWAL_LIST_LIMIT = 10  # the soonest few, at the top of the page; the list links to the rest
 EXPIRED_SHOWN_DAYS = 30
 CHART_DAYS = 30
 MIN_RENEWAL_DAYS = 30
@@ -64,9 +64,16 @@ def _back(form, default: str | None = None) -> str:
     return safe_next(form.next.data) or default or url_for("keys.index")
 
 
-def _renewal_keys(now):
-    return service.expiring(current_user, _warning_days(), expired_within_days=EXPIRED_SHOWN_DAYS, now=now,
+def _renewal(now) -> dict:
+    """The renewal list's template values: the soonest keys, and how many there are in all (the list says when it
+    shows only some, and links to the rest)."""
+    keys = service.expiring(current_user, _warning_days(), expired_within_days=EXPIRED_SHOWN_DAYS, now=now,
                             limit=RENEWAL_LIST_LIMIT)
+    total = len(keys)
+    if total == RENEWAL_LIST_LIMIT:
+        total = service.count_expiring(current_user, _warning_days(), expired_within_days=EXPIRED_SHOWN_DAYS,
+                                       now=now)
+    return {"renewal_keys": keys, "renewal_total": total}
 
 
 def _settings_form(key: ApiKey, *, submitted: bool) -> KeySettingsForm:
@@ -121,7 +128,7 @@ def index():
     if status == "live" and not search:
         ended = queries.key_page(current_user.id, now=now, warning_days=_warning_days(), status="ended",
                                  per_page=10)
-    return render_template("keys/index.html", renewal_keys=_renewal_keys(now), ended=ended, **context)
+    return render_template("keys/index.html", ended=ended, **_renewal(now), **context)
 
 
 # -- create --------------------------------------------------------------------------------------------------------
@@ -209,7 +216,7 @@ def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int
         return redirect(_back(form, url_for("keys.detail", key_id=key.id)))
     now = utcnow()
     response = make_response(render_template(
-        fragment, key=key, now=now, renewal_keys=_renewal_keys(now), warning_days=_warning_days()), status)
+        fragment, key=key, now=now, warning_days=_warning_days(), **_renewal(now)), status)
     if refresh_lists:
         response.headers["HX-Trigger"] = "keys-changed"
     return response

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.accounts.models import User
@@ -280,19 +280,30 @@ def lift_suspension(key: ApiKey, *, actor: Actor) -> None:
     _commit()
 
 
+def _expiring(owner: User, within_days: int, expired_within_days: int, now: datetime):
+    return (ApiKey.user_id == owner.id, ApiKey.revoked_at.is_(None), ApiKey.expires_at.is_not(None),
+            ApiKey.expires_at <= now + timedelta(days=within_days),
+            ApiKey.expires_at > now - timedelta(days=expired_within_days))
+
+
 def expiring(owner: User, within_days: int, *, expired_within_days: int = 0, now: datetime | None = None,
              limit: int | None = None) -> list[ApiKey]:
     """The owner's unrevoked keys expiring in the next `within_days` days (and, optionally, those that expired in
     the last `expired_within_days`), soonest first, at most `limit`: the renewal-warning list."""
     now = now or utcnow()
     return list(db.session.scalars(
-        select(ApiKey)
-        .where(ApiKey.user_id == owner.id, ApiKey.revoked_at.is_(None), ApiKey.expires_at.is_not(None),
-               ApiKey.expires_at <= now + timedelta(days=within_days),
-               ApiKey.expires_at > now - timedelta(days=expired_within_days))
+        select(ApiKey).where(*_expiring(owner, within_days, expired_within_days, now))
         .order_by(ApiKey.expires_at, ApiKey.id)
         .limit(limit)
     ))
+
+
+def count_expiring(owner: User, within_days: int, *, expired_within_days: int = 0,
+                   now: datetime | None = None) -> int:
+    """How many keys expiring() would list without a limit."""
+    now = now or utcnow()
+    return db.session.scalar(select(func.count()).select_from(ApiKey).where(
+        *_expiring(owner, within_days, expired_within_days, now))) or 0
 
 
 def find_key(key_id: int, owner: User | None = None) -> ApiKey | None:

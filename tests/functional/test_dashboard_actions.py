@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from app.dashboard.routes import RENEWAL_LIST_LIMIT
 from app.database import utcnow
 from tests.functional.dashboard_helpers import HTMX, KEY, create_key, page_text, post_action
 from tests.functional.keyhelpers import audit_rows, bearer, new_key, rows
@@ -60,6 +61,35 @@ def test_an_expired_key_is_listed_and_renewing_brings_it_back(app, client, signe
     assert "Expired <time" in html
     post_action(client, f"/keys/{key_id}/renew")
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
+
+
+def renewal_section(html: str) -> str:
+    start = html.index('id="renewal-list"')
+    return html[start:html.index("</section>", start)]
+
+
+def test_a_long_renewal_list_shows_the_soonest_and_says_how_many_more(app, client, signed_in):
+    for number in range(RENEWAL_LIST_LIMIT + 2):
+        expiring_soon(app, signed_in, name=f"soon-{number:02d}", days=1 + number / 2)
+    renewal = renewal_section(page_text(client.get("/keys/")))
+    assert renewal.count('<li class="renewal-item') == RENEWAL_LIST_LIMIT
+    assert f"soon-{RENEWAL_LIST_LIMIT - 1:02d}" in renewal and f"soon-{RENEWAL_LIST_LIMIT:02d}" not in renewal
+    assert f"Showing the {RENEWAL_LIST_LIMIT} soonest of {RENEWAL_LIST_LIMIT + 2}." in renewal
+    assert 'href="/keys/?status=expiring"' in renewal and 'href="/keys/?status=expired"' in renewal
+    # The link leads to all of them.
+    listed = page_text(client.get("/keys/?status=expiring"))
+    assert all(f"soon-{number:02d}" in listed for number in range(RENEWAL_LIST_LIMIT + 2))
+    # Renewing one through htmx answers the list with the count brought up to date.
+    [first] = rows(app, "SELECT id FROM api_keys WHERE name = 'soon-00'")
+    renewed = page_text(post_action(client, f"/keys/{first['id']}/renew", headers=HTMX))
+    assert f"Showing the {RENEWAL_LIST_LIMIT} soonest of {RENEWAL_LIST_LIMIT + 1}." in renewal_section(renewed)
+
+
+def test_a_short_renewal_list_says_nothing_about_more(app, client, signed_in):
+    for number in range(RENEWAL_LIST_LIMIT):
+        expiring_soon(app, signed_in, name=f"soon-{number:02d}")
+    renewal = renewal_section(page_text(client.get("/keys/")))
+    assert renewal.count('<li class="renewal-item') == RENEWAL_LIST_LIMIT and "soonest of" not in renewal
 
 
 def test_renew_through_htmx_answers_the_renewal_list_with_messages_out_of_band(app, client, signed_in):
