@@ -171,11 +171,15 @@ def test_key_detail_shows_events_with_ip_and_user_agent(app, world):
     client = signed_in(app, "ada@example.com")
     client.get("/api/v1/whoami", headers={**bearer(world["token"]), "User-Agent": "billing-sync/2.1"},
                environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    # A refused request (the key lacks keys:read) is an audit event, with where it came from.
+    client.get("/api/v1/api-keys", headers={**bearer(world["token"]), "User-Agent": "billing-sync/2.1"},
+               environ_base={"REMOTE_ADDR": "198.51.100.7"})
     flush(app)
     html = client.get(f"/admin/keys/{world['key']}").get_data(as_text=True)
     assert "grace@example.com" in html
     assert 'class="usage-chart"' in html
     assert ">key.created<" in html
+    assert '<td class="user-agent">billing-sync/2.1</td>' in html and "<td>198.51.100.7</td>" in html
 
 
 def test_key_health_lists_risky_keys_and_disables_in_one_click(app, world):
