@@ -55,6 +55,18 @@ def _api_error(error: ApiError):
     return error_response(error.status, error.code, error.message, error.fields or None)
 
 
+# The key core's refusals, as the API answers them wherever an operation meets one: a bad value is the request's
+# mistake (422, naming the field), a key in the wrong state for the change a conflict (409).
+@bp.errorhandler(KeyInputError)
+def _core_refusal(error: KeyInputError):
+    return _api_error(invalid({error.field: error.message}))
+
+
+@bp.errorhandler(KeyStateError)
+def _core_conflict(error: KeyStateError):
+    return _api_error(ApiError(409, "conflict", str(error)))
+
+
 # -- who is asking -------------------------------------------------------------------------------------------------
 
 def _owner() -> User:
@@ -92,10 +104,6 @@ def _with_secret(key: ApiKey, secret: str, status: int, **headers):
     response.status_code = status
     response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache", **headers})
     return response
-
-
-def _core_refusal(error: KeyInputError) -> ApiError:
-    return invalid({error.field: error.message})
 
 
 # -- never more than the caller has ----------------------------------------------------------------------------------
@@ -180,10 +188,7 @@ def _check_within_caller(key: ApiKey, now: datetime) -> None:
 
 def _networks(body: dict) -> list[str]:
     """The body's allowed_ips in canonical form, to compare with the caller's."""
-    try:
-        return list(policy.clean_networks(text_list(body, "allowed_ips") or []))
-    except KeyInputError as error:
-        raise _core_refusal(error) from None
+    return list(policy.clean_networks(text_list(body, "allowed_ips") or []))
 
 
 def _expiry_from(body: dict, now: datetime) -> tuple[datetime | None, bool]:
@@ -265,11 +270,8 @@ def create_key():
     _check_scopes(scopes)
     _check_outlives(expires_at)
     _check_restrictions(**restrictions)
-    try:
-        key, secret = service.create(owner, name, scopes, expires_at, actor=_actor(), now=now,
-                                     description=text(body, "description") or "", **restrictions)
-    except KeyInputError as error:
-        raise _core_refusal(error) from None
+    key, secret = service.create(owner, name, scopes, expires_at, actor=_actor(), now=now,
+                                 description=text(body, "description") or "", **restrictions)
     return _with_secret(key, secret, 201, Location=url_for("api.get_key", key_id=key.id))
 
 
@@ -319,12 +321,7 @@ def _update(key_id: int, *, replace: bool):
     changes = _changes(json_body(EDITABLE), replace=replace)
     _check_scopes(changes.get("scopes"))
     _check_restrictions(**{field: changes[field] for field in ("allowed_ips", "rate_limit") if field in changes})
-    try:
-        service.update(key, actor=_actor(), **changes)
-    except KeyInputError as error:
-        raise _core_refusal(error) from None
-    except KeyStateError as error:
-        raise ApiError(409, "conflict", str(error)) from None
+    service.update(key, actor=_actor(), **changes)
     return _shown(key)
 
 
@@ -358,12 +355,7 @@ def rotate_key(key_id: int):
         # Rotating revives an expired key for its original lifetime: never past the caller's own expiry.
         options["expires_at"] = _capped(policy.renewed_expiry(key.created_at, key.expires_at, now,
                                                               service.settings().max_lifetime_days, 0))
-    try:
-        secret = service.rotate(key, grace, actor=_actor(), now=now, **options)
-    except KeyInputError as error:
-        raise _core_refusal(error) from None
-    except KeyStateError as error:
-        raise ApiError(409, "conflict", str(error)) from None
+    secret = service.rotate(key, grace, actor=_actor(), now=now, **options)
     return _with_secret(key, secret, 200)
 
 
@@ -380,22 +372,12 @@ def renew_key(key_id: int):
     else:
         expires_at = _capped(policy.renewed_expiry(key.created_at, key.expires_at, now,
                                                    service.settings().max_lifetime_days, 2 * _warning_days()))
-    try:
-        service.renew(key, expires_at, actor=_actor(), now=now)
-    except KeyInputError as error:
-        raise _core_refusal(error) from None
-    except KeyStateError as error:
-        raise ApiError(409, "conflict", str(error)) from None
+    service.renew(key, expires_at, actor=_actor(), now=now)
     return _shown(key)
 
 
 def _revoke(key: ApiKey, body: dict):
-    try:
-        service.revoke(key, text(body, "reason") or "", actor=_actor())
-    except KeyInputError as error:
-        raise _core_refusal(error) from None
-    except KeyStateError as error:
-        raise ApiError(409, "conflict", str(error)) from None
+    service.revoke(key, text(body, "reason") or "", actor=_actor())
     return _shown(key)
 
 
