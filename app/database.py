@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import Flask
 from sqlalchemy import DateTime, Engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import scoped_session
+from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.types import TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -92,34 +93,34 @@ def is_outage(error: Exception) -> bool:
     return False
 
 
-def roll_back(session) -> None:
-    """Roll the session back. When the database went away mid-transaction the ROLLBACK itself fails (PostgreSQL:
-    "terminating connection"): then the session's connections are dropped instead, as dead ones must be, and the
-    request can still answer its 503 rather than fail again."""
+def _or_drop_connections(session: Session, step: Callable[[], None]) -> None:
+    """Run the session's rollback or close. When the database went away mid-transaction the ROLLBACK in it fails too
+    (PostgreSQL: "terminating connection"): then the session's connections are dropped instead, as dead ones must
+    be, so that the request can still give its answer (a 503) rather than fail again with a bare 500."""
     try:
-        session.rollback()
+        step()
     except SQLAlchemyError as error:
         if not is_outage(error):
             raise
-        (session() if isinstance(session, scoped_session) else session).invalidate()
+        session.invalidate()
 
 
-def end_sessions_safely(app: Flask, scoped) -> None:
-    """Close the request's session at teardown ahead of Flask-SQLAlchemy's own close, whose ROLLBACK fails when the
-    database went away mid-request and would then replace the request's answer with a bare 500: on an outage the
-    session's connections are dropped instead."""
+def roll_back(scoped: scoped_session) -> None:
+    """Roll the request's session back, surviving a database that has gone away."""
+    session = scoped()
+    _or_drop_connections(session, session.rollback)
+
+
+def end_sessions_safely(app: Flask, scoped: scoped_session) -> None:
+    """Close the request's session at teardown, surviving a database that has gone away, ahead of Flask-SQLAlchemy's
+    own close (which would then find nothing to do)."""
 
     @app.teardown_appcontext
     def _end_session(_error) -> None:
         if not scoped.registry.has():
             return
         session = scoped.registry()
-        try:
-            session.close()
-        except SQLAlchemyError as error:
-            if not is_outage(error):
-                raise
-            session.invalidate()
+        _or_drop_connections(session, session.close)
         scoped.registry.clear()
 
 

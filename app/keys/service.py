@@ -24,7 +24,7 @@ from app.accounts.models import User
 from app.audit import service as audit
 from app.audit.models import Alert
 from app.audit.service import Actor
-from app.database import is_outage, utcnow
+from app.database import is_outage, roll_back, utcnow
 from app.extensions import db
 from app.keys import policy, tokens
 from app.keys.models import MAX_KEY_ID, ApiKey
@@ -121,7 +121,7 @@ def _commit() -> None:
     try:
         db.session.commit()
     except Exception:
-        db.session.rollback()
+        roll_back(db.session)  # the commit's own error is the one to answer, even when the rollback fails too
         raise
 
 
