@@ -3,13 +3,17 @@ multi-process tests share."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
+from typing import Any
 
 from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
 from tests.support import PASSWORD
@@ -22,6 +26,38 @@ class Served:
     env: dict                    # the servers' environment, for later `flask` calls on the same database
     server: subprocess.Popen     # the gunicorn master
     log: Path                    # gunicorn's stderr (its own log and the app's)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Message
+    body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it came
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+def http(method: str, url: str, headers: dict | None = None, body: Any = None, timeout: float = 30) -> Answer:
+    """One request on a connection of its own (so threads share nothing), `body` sent as JSON; an error status is
+    an answer like any other."""
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method),
+                                    timeout=timeout) as response:
+            return Answer(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, error.headers, error.read())
+
+
+def status_of(url: str, headers: dict | None = None) -> int:
+    return http("GET", url, headers).status
 
 
 def wait_until_ready(server: subprocess.Popen, base: str, log: Path) -> None:

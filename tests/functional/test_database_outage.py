@@ -30,7 +30,7 @@ import app.database
 from app import create_app
 from app.keys import tokens
 from tests.functional.keyhelpers import add_user, bearer, new_key
-from tests.functional.served import gunicorn_with_a_key
+from tests.functional.served import Answer, gunicorn_with_a_key, http
 from tests.functional.test_startup import flask
 from tests.pg_cluster import DEFAULT_BIN, Cluster, in_ci
 from tests.support import PASSWORD, app_config
@@ -119,26 +119,13 @@ def cluster() -> Iterator[tuple[Cluster, str]]:
         made.remove()
 
 
-@dataclass
-class Answer:
-    at: float          # time.monotonic() when the answer came
-    what: str          # which request
-    status: int
-    headers: dict
-    body: bytes
+@dataclass(frozen=True)
+class Seen(Answer):
+    what: str = ""  # which of the load's requests
 
 
-def call(base: str, what: str, method: str, path: str, headers: dict, body: dict | None = None) -> Answer:
-    data = json.dumps(body).encode() if body is not None else None
-    if data is not None:
-        headers = {**headers, "Content-Type": "application/json"}
-    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            status, answer_headers, payload = response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        status, answer_headers, payload = error.code, dict(error.headers), error.read()
-    return Answer(time.monotonic(), what, status, answer_headers, payload)
+def call(base: str, what: str, method: str, path: str, headers: dict, body: dict | None = None) -> Seen:
+    return Seen(**vars(http(method, base + path, headers, body, timeout=15)), what=what)
 
 
 class NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -171,7 +158,7 @@ class Load:
     reader: dict
     writer: dict
     cookie: str
-    answers: list[Answer] = field(default_factory=list)
+    answers: list[Seen] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def _client(self, number: int) -> None:
@@ -202,7 +189,7 @@ class Load:
             for thread in threads:
                 thread.join(timeout=30)
 
-    def between(self, start: float, end: float) -> list[Answer]:
+    def between(self, start: float, end: float) -> list[Seen]:
         return [answer for answer in list(self.answers) if start <= answer.at < end]
 
 

@@ -7,12 +7,9 @@ key" is checked worker by worker, not hoped for from the number of requests.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -22,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.functional.served import wait_until_ready
+from tests.functional.served import http, wait_until_ready
 from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
 from tests.redis_server import find_redis_server, redis_server_binary, running_redis
 from tests.support import FAST_ARGON2, PASSWORD
@@ -132,18 +129,8 @@ def concurrently(call, items, threads: int = 16) -> list:
 
 def request(url: str, token: str | None = None, method: str = "GET", body: dict | None = None):
     """(status, headers, JSON body) of one request on a connection of its own."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body).encode()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method),
-                                    timeout=30) as response:
-            return response.status, response.headers, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.headers, json.load(error)
+    answer = http(method, url, {"Authorization": f"Bearer {token}"} if token else {}, body)
+    return answer.status, answer.headers, answer.json()
 
 
 def status_of(url: str, token: str | None = None) -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.functional.served import gunicorn_with_a_key
+from tests.functional.served import gunicorn_with_a_key, http
 from tests.functional.test_startup import flask
 from tests.functional.test_worker_stop import worker_pids
 
@@ -24,17 +22,6 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def call(method: str, url: str, headers: dict, body: dict | None = None) -> tuple[int, dict | None]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={**headers, **({"Content-Type": "application/json"} if data else {})})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, None
-
-
 def client(base: str, key: dict, wrong: dict, number: int) -> list[tuple[str, int]]:
     """One client's mix for SECONDS: valid and bad keys, key lists, and keys made and revoked beside the reads."""
     seen, step, deadline = [], 0, time.monotonic() + SECONDS
@@ -42,16 +29,16 @@ def client(base: str, key: dict, wrong: dict, number: int) -> list[tuple[str, in
         step += 1
         kind = ("whoami", "whoami", "whoami", "bad", "list", "churn")[(number + step) % 6]
         if kind == "whoami":
-            seen.append((kind, call("GET", f"{base}/api/v1/whoami", key)[0]))
+            seen.append((kind, http("GET", f"{base}/api/v1/whoami", key).status))
         elif kind == "bad":
-            seen.append((kind, call("GET", f"{base}/api/v1/whoami", wrong)[0]))
+            seen.append((kind, http("GET", f"{base}/api/v1/whoami", wrong).status))
         elif kind == "list":
-            seen.append((kind, call("GET", f"{base}/api/v1/api-keys?limit=5", key)[0]))
+            seen.append((kind, http("GET", f"{base}/api/v1/api-keys?limit=5", key).status))
         else:
-            status, body = call("POST", f"{base}/api/v1/api-keys", key, {"name": f"c{number}-{step}"})
-            seen.append((kind, status))
-            if status == 201:
-                seen.append((kind, call("DELETE", f"{base}/api/v1/api-keys/{body['key']['id']}", key)[0]))
+            made = http("POST", f"{base}/api/v1/api-keys", key, {"name": f"c{number}-{step}"})
+            seen.append((kind, made.status))
+            if made.status == 201:
+                seen.append((kind, http("DELETE", f"{base}/api/v1/api-keys/{made.json()['key']['id']}", key).status))
     return seen
 
 
@@ -63,7 +50,7 @@ def test_mixed_load_gives_no_server_error_loses_no_usage_and_keeps_memory_flat(t
         wrong = {"Authorization": f"Bearer {token[:-1]}{'A' if token[-1] != 'A' else 'B'}"}
         workers = worker_pids(gunicorn.server.pid)
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:  # a warm-up round, then the measured one
-            list(pool.map(lambda n: call("GET", f"{base}/api/v1/whoami", key), range(200)))
+            list(pool.map(lambda n: http("GET", f"{base}/api/v1/whoami", key), range(200)))
         warm = {pid: rss_kib(pid) for pid in workers}
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
             answers = [answer for result in pool.map(lambda n: client(base, key, wrong, n), range(CLIENTS))

@@ -12,8 +12,7 @@ from app.accounts import service as accounts
 from app.audit.models import Alert
 from app.extensions import db
 from tests.functional.keyhelpers import bearer, flush, new_key
-from tests.functional.served import gunicorn_with_a_key
-from tests.functional.test_usage_at_shutdown import status_of
+from tests.functional.served import gunicorn_with_a_key, status_of
 from tests.support import PASSWORD, AuthActions
 
 TOKEN = "m" * 40

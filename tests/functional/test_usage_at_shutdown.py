@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from tests.functional.served import gunicorn_with_a_key
+from tests.functional.served import gunicorn_with_a_key, status_of
 from tests.functional.test_startup import flask
 from tests.support import database_url
-
-
-def status_of(url: str, headers: dict) -> int:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def test_every_use_and_refusal_is_written_when_gunicorn_stops(tmp_path):

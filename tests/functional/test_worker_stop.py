@@ -10,9 +10,8 @@ import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.functional.served import gunicorn_with_a_key
+from tests.functional.served import gunicorn_with_a_key, status_of
 from tests.functional.test_startup import flask
-from tests.functional.test_usage_at_shutdown import status_of
 
 
 def answer(url: str, headers: dict) -> int:
