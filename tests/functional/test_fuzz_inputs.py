@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.database import utcnow
-from tests.functional.keyhelpers import bearer, close_app, new_key
+from tests.functional.keyhelpers import bearer, new_key
 from tests.functional.route_matrix import (
     ADMIN,
     API_KEY,
@@ -26,7 +26,6 @@ from tests.functional.route_matrix import (
     PUBLIC,
     SIGNED_IN,
     UNSAFE,
-    build_world,
     csrf_token,
     routes,
     snapshot,
@@ -52,11 +51,9 @@ CSRF = 'name="csrf_token" type="hidden" value="([^"]+)"'
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    world = build_world(tmp_path_factory.mktemp("fuzz"))
+def world(world):
     world.token = csrf_token(world.client("attacker"))
-    yield world
-    close_app(world.app)
+    return world
 
 
 def no_server_error(response) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from app.assets import HTMX
 from tests.functional.keyhelpers import bearer, close_app
-from tests.functional.route_matrix import build_world, check_security_headers
+from tests.functional.route_matrix import check_security_headers
 from tests.support import make_app
 
 # kind: (who asks, method, path, headers); "admin" and "attacker" (an ordinary user) are signed in, "key" sends
@@ -30,13 +30,6 @@ ROUTES = {
     "metrics": ("admin", "GET", "/metrics", {}),
     "openapi document": ("anonymous", "GET", "/api/v1/openapi.json", {}),
 }
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    world = build_world(tmp_path_factory.mktemp("headers"))
-    yield world
-    close_app(world.app)
 
 
 @pytest.mark.parametrize("kind", ROUTES)

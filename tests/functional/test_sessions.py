@@ -129,13 +129,6 @@ def test_the_cookie_set_at_sign_in_has_its_flags(tmp_path, env):
 
 # -- `next` goes nowhere but here ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    world = build_world(tmp_path_factory.mktemp("sessions"))
-    yield world
-    close_app(world.app)
-
-
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
 @pytest.mark.parametrize("how", ["query string, then the form", "the form alone"])
 def test_sign_in_never_sends_you_away(world, target, how):
