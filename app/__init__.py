@@ -15,12 +15,24 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import ROOT, ConfigError, load_settings, read_environment
 from app.extensions import csrf, db, login_manager, migrate
+from app.request_body import KeyfobRequest
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+class Keyfob(Flask):
+    """Flask, with request bodies read by Keyfob's strict parser and unexpected errors logged in one line."""
+
+    request_class = KeyfobRequest
+
+    def log_exception(self, exc_info) -> None:
+        from app.errors import log_unexpected
+
+        log_unexpected(self, "unexpected error", exc_info[1])
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     """Build the app from the environment (and `.env`), with `config` overriding both. Raises ConfigError."""
     settings = load_settings(read_environment(os.environ, Path.cwd() / ".env"), config)
-    app = Flask(
+    app = Keyfob(
         __name__,
         instance_path=settings["INSTANCE_PATH"],
         template_folder=str(ROOT / "templates"),
@@ -45,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_request_guard(app)
 
     from app.errors import init_error_handlers
+    from app.favicon import init_favicon
     from app.htmx import init_htmx
     from app.metrics import init_metrics
     from app.security_headers import init_security_headers
@@ -55,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_templating(app)
     init_htmx(app)
     init_metrics(app)
+    init_favicon(app)
 
     from app import admin, api, auth, dashboard, health
     from app.accounts.cli import users_cli

@@ -20,6 +20,8 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.request_body import MAX_BODY_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("production", "development", "testing")
 
@@ -252,6 +254,8 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
         # CSRF tokens live as long as the session; an expiring token only loses people's typing.
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": env == "production",
+        # No request Keyfob serves needs more: a larger body is refused with 413 before anything reads it.
+        "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
     }
     passthrough = {k: v for k, v in (overrides or {}).items() if k not in values}
     config.update(passthrough)

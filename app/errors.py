@@ -5,13 +5,20 @@ The JSON shape is {"error": code, "message": text} plus "fields" when particular
 
 from __future__ import annotations
 
-from flask import Flask, g, jsonify, make_response, render_template, request
+import re
+import sys
+import traceback
+from pathlib import Path
+
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.database import is_outage, roll_back
 from app.extensions import db, login_manager
+from app.request_body import BodyError
 
 RETRY_AFTER_SECONDS = 5
 
@@ -21,6 +28,7 @@ MESSAGES = {
     404: "There is nothing here. Check the address, or go back to the start.",
     405: "This address does not accept that kind of request.",
     413: "The request is too large.",
+    415: "This address does not accept a body of that type.",
     429: "Too many requests. Wait a moment and try again.",
     500: "Something went wrong on our side. It has been logged; please try again.",
     503: "Keyfob cannot reach its database right now. Please try again in a few seconds.",
@@ -46,10 +54,41 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
             body["fields"] = fields
         response = jsonify(body)
     else:
-        response = make_response(render_template("errors/error.html", status=status, message=message))
+        try:
+            response = make_response(render_template("errors/error.html", status=status, message=message))
+        except Exception:  # noqa: BLE001  (the error page itself failed: answer in plain HTML rather than not at all)
+            log_unexpected(current_app, "the error page failed")
+            response = make_response(f"<!doctype html><title>Keyfob</title><h1>{status}</h1><p>{escape(message)}</p>")
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+APP_FOLDER = Path(__file__).resolve().parent
+# Long runs of token characters are redacted from logged exception messages: an API key must never reach a log.
+TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-]{24,}")
+
+
+def describe(error: BaseException) -> str:
+    """One line about an exception: its type, its message (tokens redacted, cut short) and where it was raised,
+    in Keyfob's code and, when elsewhere, in the library that raised it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [frame for frame in frames if frame.filename.startswith(str(APP_FOLDER))]
+
+    def place(frame) -> str:
+        path = Path(frame.filename)
+        shown = path.relative_to(APP_FOLDER.parent) if path.is_relative_to(APP_FOLDER.parent) else path.name
+        return f"{shown}:{frame.lineno} in {frame.name}"
+
+    where = [place(frame) for frame in ours[-1:] + frames[-1:]]
+    message = TOKEN_LIKE.sub("[redacted]", str(error))[:200]
+    return f"{type(error).__name__}: {message} (at {' via '.join(dict.fromkeys(where)) or 'unknown'})"
+
+
+def log_unexpected(app: Flask, what: str, error: BaseException | None = None) -> None:
+    """Log an unexpected exception once, in one line with the request it broke (not 13 KB of traceback)."""
+    error = error or sys.exc_info()[1]
+    app.logger.error("%s: %s %s: %s", what, request.method, request.path, describe(error) if error else "")
 
 
 def init_error_handlers(app: Flask) -> None:
@@ -65,6 +104,15 @@ def init_error_handlers(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
+
+    @app.errorhandler(InternalServerError)
+    def _unexpected_error(error: InternalServerError):
+        # Flask has logged the exception already (Keyfob.log_exception, one line); say no more than this.
+        return error_response(500, "internal_error", MESSAGES[500])
+
+    @app.errorhandler(BodyError)
+    def _body_error(error: BodyError):
+        return error_response(error.status, error.code, error.message, error.fields)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):
@@ -82,5 +130,5 @@ def init_error_handlers(app: Flask) -> None:
             g._login_user = login_manager.anonymous_user()
             return error_response(503, "service_unavailable", MESSAGES[503],
                                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        app.logger.exception("database error")
+        log_unexpected(app, "database error", error)
         return error_response(500, "internal_error", MESSAGES[500])

@@ -47,10 +47,8 @@ class DatabaseGauges:
         from app.keys import queries
 
         with self._app.app_context():
-            now = utcnow()
-            warning_days = self._app.config["RENEWAL_WARNING_DAYS"]
             active = GaugeMetricFamily("keyfob_active_keys", "Keys that would be accepted now")
-            active.add_metric([], queries.totals(now, warning_days).active_keys)
+            active.add_metric([], queries.accepted_key_count(utcnow()))
             alerts = GaugeMetricFamily("keyfob_open_alerts", "Admin alerts not yet acknowledged")
             alerts.add_metric([], open_alert_count())
         yield active

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from app.audit.queries import AuditFilters
+from app.forms import BoundedDateField, Form
 from app.keys.queries import ADMIN_SORTS, STATUSES, KeyFilters
 
 
-class _QueryForm(FlaskForm):
+class _QueryForm(Form):
     class Meta:
         csrf = False
 
@@ -40,8 +40,8 @@ class AuditFilterForm(_QueryForm):
     user = StringField("User email", validators=[Optional()])
     key = StringField("Key", description="Its id or its start, such as kf_cVo3KB", validators=[Optional()])
     event = SelectField("Event", validate_choice=False, default="")
-    since = DateField("From", validators=[Optional()])
-    until = DateField("To (inclusive)", validators=[Optional()])
+    since = BoundedDateField("From", validators=[Optional()])
+    until = BoundedDateField("To (inclusive)", validators=[Optional()])
 
     def filters(self) -> AuditFilters:
         def midnight(day):

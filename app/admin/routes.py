@@ -21,6 +21,7 @@ from app.auth.redirects import safe_next
 from app.charts import stacked_daily_chart
 from app.dashboard.forms import ActionForm, RevokeForm
 from app.database import MAX_ID, utcnow
+from app.errors import error_response
 from app.extensions import db, login_manager
 from app.keys import queries, service
 from app.keys.models import ApiKey
@@ -147,7 +148,11 @@ CSV_COLUMNS = ("time", "event", "actor", "key_id", "key", "detail", "ip", "user_
 @bp.get("/audit.csv")
 def audit_csv():
     form = _audit_form()
-    filters = form.filters() if form.validate() else AuditFilterForm(formdata=None).filters()
+    if not form.validate():
+        # A file has no place to show a filter's error, and exporting everything instead would mislead.
+        problems = "; ".join(f"{form[name].label.text}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return error_response(400, "invalid_filter", f"The export's filters are not valid. {problems}")
+    filters = form.filters()
 
     def lines():
         buffer = io.StringIO()

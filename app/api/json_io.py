@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import request
 
+from app import dates
 from app.keys.models import ApiKey
 
 # Fields a key has that no request may set: they are the server's record of the key.
@@ -39,11 +40,7 @@ def json_body(allowed: Iterable[str], *, optional: bool = False) -> dict[str, An
         raise ApiError(400, "malformed_json", "Send a JSON object in the request body.")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "malformed_json", "The body is not valid JSON.")
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformed_json", "The body must be a JSON object.")
+    body = request.get_json()  # app/request_body.py's strict parser: an object, or a BodyError (400 or 422)
     allowed = set(allowed)
     unknown = {name: ("Cannot be set: the server keeps this." if name in READ_ONLY else "Unknown field.")
                for name in body if name not in allowed}
@@ -116,6 +113,8 @@ def timestamp(body: Mapping[str, Any], name: str) -> datetime | None:
         raise invalid({name: "Must be a date-time such as 2027-01-31T00:00:00Z."}) from None
     if moment.tzinfo is None:
         raise invalid({name: "Give a time zone, such as 2027-01-31T00:00:00Z."})
+    if not dates.in_range(moment):
+        raise invalid({name: dates.OUT_OF_RANGE})
     return moment
 
 

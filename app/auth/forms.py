@@ -1,14 +1,14 @@
 """Sign-in forms. Each one carries its own CSRF token (Flask-WTF)."""
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, ValidationError
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from app.accounts.passwords import MAX_LENGTH, MIN_LENGTH, RECOMMENDED_LENGTH, password_problem
 from app.accounts.service import AccountError, normalise_email
+from app.forms import Form
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("Email", validators=[InputRequired("Enter your email address."), Length(max=254)],
                        render_kw={"autocomplete": "username", "autofocus": True})
     password = PasswordField("Password", validators=[InputRequired("Enter your password."),
@@ -17,7 +17,7 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(Form):
     email = EmailField("Email", validators=[InputRequired("Enter your email address."), Length(max=254)],
                        render_kw={"autocomplete": "email", "autofocus": True})
     password = PasswordField(
@@ -46,5 +46,5 @@ class RegisterForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(Form):
     """No fields: it exists so the logout button posts a CSRF token."""

@@ -126,4 +126,5 @@ def account():
 
 @bp.app_context_processor
 def inject_logout_form() -> dict:
-    return {"logout_form": LogoutForm()}
+    # Drawn on every page, error pages included: it only renders its CSRF token, so it never reads the request.
+    return {"logout_form": LogoutForm(formdata=None)}

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flask_wtf import FlaskForm
 from wtforms import (
-    DateField,
     HiddenField,
     IntegerField,
     RadioField,
@@ -20,6 +18,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from app.forms import BoundedDateField, Form
 from app.keys import policy
 from app.keys.policy import KeyInputError
 from app.keys.scopes import UnknownScopeError, normalise_scopes
@@ -41,7 +40,7 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class KeySettingsForm(FlaskForm):
+class KeySettingsForm(Form):
     """What can be changed on a key after it is made."""
 
     name = StringField("Name", validators=[InputRequired("Give the key a name, so you can tell it apart later."),
@@ -80,7 +79,7 @@ class KeySettingsForm(FlaskForm):
 
 class CreateKeyForm(KeySettingsForm):
     expiry = RadioField("Expires", default="90", validators=[InputRequired("Choose when the key expires.")])
-    expires_on = DateField("Expiry date", validators=[Optional()],
+    expires_on = BoundedDateField("Expiry date", validators=[Optional()],
                            description="The key stops working at this time of day on that date (UTC).")
 
     def __init__(self, *args, catalogue: dict[str, str], max_days: int, allow_never: bool, **kwargs) -> None:
@@ -109,7 +108,7 @@ class CreateKeyForm(KeySettingsForm):
         return now + timedelta(days=int(self.expiry.data))
 
 
-class RotateForm(FlaskForm):
+class RotateForm(Form):
     grace = SelectField("Keep the old key working for", default="24h",
                         choices=[SelectChoice(value, label) for value, label in GRACE_LABELS.items()],
                         validators=[InputRequired()])
@@ -120,14 +119,14 @@ class RotateForm(FlaskForm):
             raise ValidationError("Choose one of the listed grace periods.")
 
 
-class RevokeForm(FlaskForm):
+class RevokeForm(Form):
     reason = StringField("Reason", validators=[Optional(), at_most(policy.REASON_LENGTH)],
                          description="Optional: why the key is revoked, for the audit log.")
     confirmed = HiddenField()
     next = HiddenField()
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """Only a button: renew, disable and enable need nothing but the CSRF token and where to return."""
 
     next = HiddenField()

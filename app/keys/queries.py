@@ -231,6 +231,16 @@ def totals(now: datetime, warning_days: int) -> Totals:
     )
 
 
+def accepted_key_count(now: datetime) -> int:
+    """How many keys verify() would accept now (given the scopes and the address): live, enabled, not suspended,
+    with uses left, and of an active owner. The "active" status alone counts spent and orphaned keys too."""
+    return db.session.scalar(
+        select(func.count()).select_from(ApiKey).join(User, User.id == ApiKey.user_id).where(
+            status_condition("active", now, warning_days=0),
+            or_(ApiKey.remaining_uses.is_(None), ApiKey.remaining_uses > 0),
+            User.is_active.is_(True))) or 0
+
+
 def top_keys(days: int, today: date, limit: int = 10) -> list[tuple[ApiKey, int]]:
     """The keys with the most valid requests in the last `days` days, with that count."""
     used = func.sum(DailyKeyUsage.requests).label("used")

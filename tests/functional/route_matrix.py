@@ -32,6 +32,7 @@ UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 FACES = {
     "static": PUBLIC,
+    "favicon": PUBLIC,
     "health.healthz": PUBLIC,
     "health.readyz": PUBLIC,
     "auth.index": PUBLIC,
@@ -78,6 +79,8 @@ FACES = {
     "api.key_usage": API_KEY,
     "metrics.metrics": METRICS,
 }
+# Routes that serve files from static/, not pages or answers of their own.
+FILES = {"static", "favicon"}
 # Routes that name a key in the body rather than the path.
 KEY_ID_IN_BODY = {"api.revoke_key_by_body"}
 # Values for path arguments that are not database ids.

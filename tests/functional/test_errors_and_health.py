@@ -72,3 +72,17 @@ def test_readyz_and_pages_answer_503_when_the_database_is_unreachable(tmp_path):
     api = client.get("/account", headers={"Accept": "application/json"})
     assert api.status_code == 503
     assert api.get_json()["error"] == "service_unavailable"
+
+
+def test_the_favicon_is_served_where_browsers_look_and_where_pages_point(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.mimetype in ("image/vnd.microsoft.icon", "image/x-icon")
+    assert icon.get_data()[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+    assert icon.headers["Cache-Control"] == "public, max-age=604800"
+    icon.close()
+    page = client.get("/login").get_data(as_text=True)
+    assert '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in page
+    svg = client.get("/static/img/favicon.svg")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    svg.close()

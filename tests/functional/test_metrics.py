@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from app.accounts import service as accounts
+from app.accounts.models import User
 from app.audit.models import Alert
+from app.audit.service import Actor
 from app.extensions import db
 from tests.functional.keyhelpers import bearer, flush, new_key
 from tests.functional.served import gunicorn_with_a_key, status_of
@@ -86,6 +88,23 @@ def test_verifications_are_counted_by_outcome_with_latency_and_gauges(metrics_ap
     assert sample(after, "keyfob_open_alerts") == 1
     client.get("/no/such/page/123")
     assert sample(scrape(client), histogram, method="GET", route="unmatched") >= 1
+
+
+def test_the_active_keys_gauge_counts_only_keys_that_would_be_accepted_now(metrics_app):
+    """Its help says "keys that would be accepted now": not a key whose uses are spent, nor one whose owner is
+    deactivated, though both still have the status "active"."""
+    app, user = metrics_app
+    client = app.test_client()
+    new_key(app, user, name="usable")
+    _, spent = new_key(app, user, name="one use", remaining_uses=1)
+    with app.app_context():
+        other = accounts.create_user("gone@example.com", PASSWORD).id
+    new_key(app, other, name="orphaned")
+    assert sample(scrape(client), "keyfob_active_keys") == 3
+    assert client.get("/api/v1/whoami", headers=bearer(spent)).status_code == 200  # its one use
+    with app.app_context():
+        accounts.set_active(db.session.get(User, other), False, actor=Actor.cli())
+    assert sample(scrape(client), "keyfob_active_keys") == 1
 
 
 def test_metrics_add_up_across_gunicorn_workers(tmp_path):
