@@ -6,7 +6,8 @@
   Anything else is a BodyError: 400, or 422 naming the field when one value is at fault.
 - The pages take forms only: a body of another type posted to one of them is refused with 415 (request_guard.py),
   and their forms never read JSON as form data (app/forms.py).
-- MAX_CONTENT_LENGTH bounds every body (413), so none of this ever holds more than a megabyte.
+- A body past MAX_BODY_BYTES is refused with 413, however it is sent (with a Content-Length or chunked), so none of
+  this ever holds more than a megabyte.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -125,9 +127,24 @@ def parse_json(raw: bytes | str) -> dict[str, Any]:
 
 
 class KeyfobRequest(Request):
-    """Flask's request, whose get_json() is parse_json: no view or library can read a JSON body any other way."""
+    """Flask's request, whose get_json() is parse_json (no view or library can read a JSON body any other way), and
+    whose body is never more than MAX_BODY_BYTES, however it is sent."""
 
     _parsed_json: dict[str, Any] | None = None
+
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False):
+        # A body sent with a Content-Length past MAX_CONTENT_LENGTH is refused by werkzeug before it is read; a
+        # chunked one is cut at MAX_CONTENT_LENGTH without a word. That limit is one byte more than we take, so a
+        # cut body is one byte too long, and refused here instead of read as if it had ended there.
+        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        if len(data) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
+        return data.decode(errors="replace") if as_text else data
+
+    def _load_form_data(self) -> None:
+        # Forms are parsed from the whole body read (and bounded) above, never from the stream as it comes.
+        self.get_data(cache=True, parse_form_data=False)
+        super()._load_form_data()
 
     def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> dict[str, Any] | None:
         """The body as a JSON object. A body that is not said to be JSON gives 415 (None when `silent`); one that

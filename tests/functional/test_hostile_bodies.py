@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.dates import OUT_OF_RANGE
-from app.request_body import MAX_DEPTH, NUL_MESSAGE, SURROGATE_MESSAGE
+from app.request_body import MAX_BODY_BYTES, MAX_DEPTH, NUL_MESSAGE, SURROGATE_MESSAGE
 from tests.functional.keyhelpers import bearer, new_key
 from tests.functional.route_matrix import (
     API_KEY,
@@ -38,6 +38,7 @@ JSON = {"Content-Type": "application/json"}
 NOT_OBJECTS = [b"[null, null]", b'"text"', b"123", b"[1,2]", b"true", b"NaN", b'{"name": "trunc', b"\xff\xfe",
                b"9" * 5000, b"[" * 1000 + b"]" * 1000]
 DEEP = b'{"name": ' * 1000 + b'"x"' + b"}" * 1000
+EXACTLY_THE_LIMIT = b'{"name": "' + b"x" * (MAX_BODY_BYTES - 12) + b'"}'
 
 
 def _raw_json(**fields) -> bytes:
@@ -260,3 +261,54 @@ def test_an_error_page_that_fails_to_draw_still_answers_with_the_headers(fragile
     assert "There is nothing here" in response.get_data(as_text=True)
     check_security_headers(response)
     assert any("the error page failed" in record.getMessage() for record in caplog.records)
+
+
+# -- the reproducers, through gunicorn ------------------------------------------------------------------------------
+
+def _raw(base: str, method: str, path: str, body: bytes, headers: dict, *, chunked: bool = False):
+    """One request as bytes on the wire (http.client), chunked when asked: no client library tidies it up."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.request(method, path, body=iter([body]) if chunked else body, headers=headers,
+                           encode_chunked=chunked)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_reported_requests_through_gunicorn_get_4xx_with_the_headers_and_log_no_traceback(tmp_path):
+    from tests.functional.served import gunicorn_with_a_key, http
+
+    with gunicorn_with_a_key(tmp_path, "--scope", "keys:read", "--scope", "keys:write") as served:
+        key = bearer(served.token)
+        made = http("POST", f"{served.base}/api/v1/api-keys", key, {"name": "to revoke", "scopes": []})
+        assert made.status == 201
+        target, target_token = made.json()["key"]["id"], made.json()["secret"]
+        cases = [
+            ("POST", "/login", b"[null, null]", JSON, 400, False),
+            ("PUT", "/nope", b'"text"', JSON, 404, False),
+            ("DELETE", "/", b"123", JSON, 405, False),
+            ("POST", "/register", b"\xff\xfe[", JSON, 400, False),
+            ("POST", "/api/v1/api-keys", DEEP, {**JSON, **key}, 400, False),
+            ("POST", "/api/v1/api-keys", b"9" * 5000, {**JSON, **key}, 400, True),
+            ("DELETE", f"/api/v1/api-keys/{target}", b'{"reason": "\\udfff"}', {**JSON, **key}, 422, False),
+            ("POST", "/api/v1/api-keys", b'{"name": "' + b"x" * (2 << 20) + b'"}', {**JSON, **key}, 413, True),
+            ("POST", "/login", b"email=" + b"x" * (2 << 20), {"Content-Type": "application/x-www-form-urlencoded"},
+             413, True),
+            # Exactly the limit is not too large, chunked or not: refused for the over-long name instead.
+            ("POST", "/api/v1/api-keys", EXACTLY_THE_LIMIT, {**JSON, **key}, 422, False),
+            ("POST", "/api/v1/api-keys", EXACTLY_THE_LIMIT, {**JSON, **key}, 422, True),
+        ]
+        for method, path, body, headers, status, chunked in cases:
+            got, answer_headers, _ = _raw(served.base, method, path, body, headers, chunked=chunked)
+            assert got == status, (method, path, body[:20], got, _[:300])
+            assert "frame-ancestors 'none'" in answer_headers["Content-Security-Policy"], (method, path)
+            assert answer_headers["X-Content-Type-Options"] == "nosniff"
+        assert http("GET", f"{served.base}/api/v1/whoami", bearer(target_token)).status == 200
+        log = served.log.read_text(errors="replace")
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
