@@ -55,7 +55,7 @@ def _form_page(template: str, form, status: int | None = None, headers: dict | N
 
 @bp.get("/")
 def index():
-    return redirect(url_for("keys.index" if current_user.is_authenticated else "auth.login"))
+    return redirect(url_for("dashboard.index" if current_user.is_authenticated else "auth.login"))
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -2,6 +2,6 @@
 
 from flask import Blueprint
 
-bp = Blueprint("keys", __name__, url_prefix="/keys")
+bp = Blueprint("dashboard", __name__, url_prefix="/keys")
 
 from app.dashboard import routes  # noqa: E402,F401  (routes attach themselves to bp)

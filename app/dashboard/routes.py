@@ -61,7 +61,7 @@ def _renewed_expiry(key: ApiKey, now):
 
 
 def _back(form, default: str | None = None) -> str:
-    return safe_next(form.next.data) or default or url_for("keys.index")
+    return safe_next(form.next.data) or default or url_for("dashboard.index")
 
 
 def _renewal(now) -> dict:
@@ -182,10 +182,10 @@ def edit(key_id: int):
             _show_error_on(form, error)
         except KeyStateError as error:
             flash(str(error), "error")
-            return redirect(url_for("keys.detail", key_id=key.id))
+            return redirect(url_for("dashboard.detail", key_id=key.id))
         else:
             flash(f"Saved {key.name}." if changed else "Nothing changed.", "success" if changed else "info")
-            return redirect(url_for("keys.detail", key_id=key.id))
+            return redirect(url_for("dashboard.detail", key_id=key.id))
     return _detail_page(key, settings_form=form, status=422)
 
 
@@ -200,7 +200,7 @@ def rotate(key_id: int):
             form.grace.errors = [*form.grace.errors, error.message]
         except KeyStateError as error:
             flash(str(error), "error")
-            return redirect(url_for("keys.detail", key_id=key.id))
+            return redirect(url_for("dashboard.detail", key_id=key.id))
         else:
             return _shown_once(key, token, rotated_grace=form.grace.data)
     return _detail_page(key, rotate_form=form, status=422)
@@ -213,7 +213,7 @@ def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int
     outside it (a renewal from the renewal list); a row action swaps its own row instead."""
     flash(message, category)
     if not is_htmx():
-        return redirect(_back(form, url_for("keys.detail", key_id=key.id)))
+        return redirect(_back(form, url_for("dashboard.detail", key_id=key.id)))
     now = utcnow()
     response = make_response(render_template(
         fragment, key=key, now=now, warning_days=_warning_days(), **_renewal(now)), status)
