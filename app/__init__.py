@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from limits.errors import ConfigurationError
-from limits.storage import storage_from_string
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -46,8 +44,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     _init_database(app)
-    _init_accounts(app)
-    _init_keys(app)
+    store = _init_counters(app)
+    _init_accounts(app, store)
+    _init_keys(app, store)
     from app.fetch_metadata import init_fetch_metadata
 
     init_fetch_metadata(app)  # before CSRF: a cross-site change is refused for that reason, token or not
@@ -103,7 +102,19 @@ def _init_database(app: Flask) -> None:
     import app.keys.models  # noqa: F401
 
 
-def _init_accounts(app: Flask) -> None:
+def _init_counters(app: Flask):
+    from app.counters import StoreConfigError, install, open_store
+
+    try:
+        store = open_store(app.config["RATELIMIT_STORAGE_URI"])
+    except StoreConfigError as error:
+        raise ConfigError(f"RATELIMIT_STORAGE_URI cannot be used: {error}") from None
+    install(app, store)
+    return store
+
+
+def _init_accounts(app: Flask, store) -> None:
+    from app.accounts.core import AccountsCore
     from app.accounts.passwords import PasswordHasher
     from app.accounts.throttle import LoginThrottle, RegistrationThrottle
 
@@ -111,30 +122,23 @@ def _init_accounts(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Log in to see that page."
     login_manager.login_message_category = "info"
-    app.extensions["keyfob.password_hasher"] = PasswordHasher(
-        time_cost=app.config["PASSWORD_HASH_TIME_COST"],
-        memory_cost=app.config["PASSWORD_HASH_MEMORY_KIB"],
-        parallelism=app.config["PASSWORD_HASH_PARALLELISM"],
-    )
-    try:
-        app.extensions["keyfob.ratelimit_storage"] = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
-    except ConfigurationError as error:
-        raise ConfigError(f"RATELIMIT_STORAGE_URI cannot be used: {error}") from None
-    app.extensions["keyfob.login_throttle"] = LoginThrottle(
-        app.extensions["keyfob.ratelimit_storage"],
-        app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
-        app.config["LOGIN_THROTTLE_PER_IP"],
-    )
-    app.extensions["keyfob.registration_throttle"] = RegistrationThrottle(
-        app.extensions["keyfob.ratelimit_storage"], app.config["REGISTRATION_THROTTLE_PER_IP"])
+    AccountsCore(
+        hasher=PasswordHasher(time_cost=app.config["PASSWORD_HASH_TIME_COST"],
+                              memory_cost=app.config["PASSWORD_HASH_MEMORY_KIB"],
+                              parallelism=app.config["PASSWORD_HASH_PARALLELISM"]),
+        login_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
+                                     app.config["LOGIN_THROTTLE_PER_IP"]),
+        registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
+    ).install(app)
 
 
-def _init_keys(app: Flask) -> None:
+def _init_keys(app: Flask, store) -> None:
+    from app.keys.core import KeyCore, KeySettings
     from app.keys.ratelimit import KeyRateLimiter
-    from app.keys.service import KeySettings
     from app.keys.usage import UsageBuffer
 
-    app.extensions["keyfob.keys"] = KeySettings.from_config(app.config)
-    app.extensions["keyfob.key_limiter"] = KeyRateLimiter(app.extensions["keyfob.ratelimit_storage"],
-                                                          app.config["KEY_SUSPEND_AFTER"])
-    app.extensions["keyfob.usage"] = UsageBuffer(app, app.config["USAGE_FLUSH_SECONDS"])
+    KeyCore(
+        settings=KeySettings.from_config(app.config),
+        limiter=KeyRateLimiter(store, app.config["KEY_SUSPEND_AFTER"]),
+        usage=UsageBuffer(app, app.config["USAGE_FLUSH_SECONDS"]),
+    ).install(app)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.keys.queries import DayUsage
 
+CHART_DAYS = 30  # every usage chart shows the last 30 days, the key's own and the admin overview's alike
 WIDTH, HEIGHT = 720, 200
 LEFT, RIGHT, BOTTOM, TOP = 44, 24, 22, 10
 

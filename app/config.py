@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.keys.policy import MAX_DAYS
 from app.request_body import MAX_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Server-side secret mixed into every stored key digest (HMAC-SHA256). Required in production (32+ "
             "characters); in development generated once into `instance/key_pepper`. Changing it invalidates every "
             "key."),
-    Setting("MAX_KEY_LIFETIME_DAYS", "365", _whole(1, 3650),
+    Setting("MAX_KEY_LIFETIME_DAYS", "365", _whole(1, MAX_DAYS),
             "Longest expiry allowed at create, rotate and renew."),
     Setting("ALLOW_NON_EXPIRING_KEYS", "false", _boolean, "Allow keys without an expiry date."),
     Setting("API_SCOPES", '{"read:data": "Read data", "write:data": "Create, change and delete data"}',

@@ -111,6 +111,16 @@ def roll_back(scoped: scoped_session) -> None:
     _or_drop_connections(session, session.rollback)
 
 
+def commit(scoped: scoped_session) -> None:
+    """Commit the session; when the commit fails, roll back (safely: see roll_back) and raise the commit's error,
+    the one worth answering."""
+    try:
+        scoped.commit()
+    except Exception:
+        roll_back(scoped)
+        raise
+
+
 def end_sessions_safely(app: Flask, scoped: scoped_session) -> None:
     """Close the request's session at teardown, surviving a database that has gone away, ahead of Flask-SQLAlchemy's
     own close (which would then find nothing to do)."""

@@ -16,8 +16,10 @@ from markupsafe import escape
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app.counters import StoreUnavailable
 from app.database import is_outage, roll_back
 from app.extensions import db, login_manager
+from app.keys.queries import KeyNotFound
 from app.request_body import BodyError
 
 RETRY_AFTER_SECONDS = 5
@@ -96,8 +98,6 @@ def init_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException):
         status = error.code or 500
         message = MESSAGES.get(status, error.description or "")
-        if status == 503 and error.description != type(error).description:
-            message = error.description  # says which part is unavailable (the database's 503 has its own handler)
         response = error_response(status, error_code(status, error.name), message)
         # Keep headers the exception carries, such as Allow on 405 and Retry-After on 429.
         for name, value in error.get_headers():
@@ -109,6 +109,16 @@ def init_error_handlers(app: Flask) -> None:
     def _unexpected_error(error: InternalServerError):
         # Flask has logged the exception already (Keyfob.log_exception, one line); say no more than this.
         return error_response(500, "internal_error", MESSAGES[500])
+
+    @app.errorhandler(KeyNotFound)
+    def _no_such_key(error: KeyNotFound):
+        # The API says which id; a page says what every 404 page says.
+        return error_response(404, "not_found", str(error) if wants_json() else MESSAGES[404])
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_unavailable(error: StoreUnavailable):
+        return error_response(503, "service_unavailable", error.message,
+                              headers={"Retry-After": str(error.retry_after_seconds)})
 
     @app.errorhandler(BodyError)
     def _body_error(error: BodyError):

@@ -1,5 +1,9 @@
-"""The Flask extensions, created once here and bound to the app in create_app()."""
+"""The Flask extensions, created once here and bound to the app in create_app(), and AppPart: how the app holds
+Keyfob's own parts (each core's settings and collaborators)."""
 
+from typing import ClassVar, Self
+
+from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -25,3 +29,21 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+class AppPart:
+    """A part of Keyfob the app holds one of (a core's settings and collaborators), found by type, not by string:
+    `KeyCore.of(app)`, or `KeyCore.current()` inside a request or app context."""
+
+    EXTENSION: ClassVar[str]
+
+    @classmethod
+    def of(cls, app: Flask) -> Self:
+        return app.extensions[cls.EXTENSION]
+
+    @classmethod
+    def current(cls) -> Self:
+        return current_app.extensions[cls.EXTENSION]
+
+    def install(self, app: Flask) -> None:
+        app.extensions[self.EXTENSION] = self

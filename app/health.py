@@ -1,8 +1,8 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 
-from flask import Blueprint, current_app, jsonify
-from limits.storage import MemoryStorage
+from flask import Blueprint, jsonify
 
+from app.counters import counter_store, is_shared
 from app.database import ping, roll_back
 from app.errors import RETRY_AFTER_SECONDS
 from app.extensions import csrf, db
@@ -27,9 +27,9 @@ def readyz():
     except Exception:  # any failure to reach the database means "not ready", whatever the driver raises
         roll_back(db.session)
         checks["database"] = "unreachable"
-    storage = current_app.extensions["keyfob.ratelimit_storage"]
-    if not isinstance(storage, MemoryStorage):
-        checks["rate_limits"] = "ok" if storage.check() else "unreachable"
+    store = counter_store()
+    if is_shared(store):
+        checks["rate_limits"] = "ok" if store.check() else "unreachable"
     if "unreachable" in checks.values():
         response = jsonify(status="unavailable", checks=checks)
         response.status_code = 503

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.bearer import bearer_token
 from app.errors import error_response
 
 bp = Blueprint("metrics", __name__)
@@ -68,8 +69,6 @@ def _registry() -> CollectorRegistry:
 
 
 def _allowed() -> bool:
-    from app.api.decorator import bearer_token  # here: the decorator itself imports this module
-
     token = current_app.config["METRICS_TOKEN"]
     presented = bearer_token()
     if token and presented is not None:

@@ -7,7 +7,9 @@ from datetime import datetime
 from flask import Flask
 
 from app.assets import HTMX, HTMX_CONFIG
+from app.charts import CHART_DAYS
 from app.database import utcnow
+from app.keys.core import KeyCore
 
 UNITS = ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"), (86400, "day"), (3600, "hour"),
          (60, "minute"))
@@ -32,5 +34,7 @@ def exact_time(moment: datetime | None) -> str:
 
 
 def init_templating(app: Flask) -> None:
-    app.jinja_env.globals.update(htmx=HTMX, htmx_config=HTMX_CONFIG)
+    # Numbers pages state ("expired in the last 30 days") come from where the rule lives, never restated.
+    app.jinja_env.globals.update(htmx=HTMX, htmx_config=HTMX_CONFIG, chart_days=CHART_DAYS,
+                                 key_settings=KeyCore.of(app).settings)
     app.jinja_env.filters.update(relative_time=relative_time, exact_time=exact_time)

@@ -261,16 +261,17 @@ def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, s
               f"{p10 - base:>+13.1f}")
     if args.breakdown:
         from app.dashboard import routes
-        from app.keys import queries, service
+        from app.keys import queries, verification
 
         if "whoami_valid" in calls:
             parts = {"guarded whoami view (decorator, verify, view)": (app.view_functions, "api.whoami"),
-                     "service.verify()": (service, "verify"), "  of which service._lookup()": (service, "_lookup")}
+                     "verification.verify()": (verification, "verify"),
+                     "  of which verification._lookup()": (verification, "_lookup")}
             spent = breakdown(app, calls["whoami_valid"], args.batches * args.batch // 4, parts)
             print_breakdown("inside a valid whoami request, wall µs per request", spent)
-        parts = {"the key list view (queries and page)": (app.view_functions, "keys.index"),
+        parts = {"the key list view (queries and page)": (app.view_functions, "dashboard.index"),
                  "  queries.key_page(), twice: live keys, ended keys": (queries, "key_page"),
-                 "  service.expiring(): the keys to renew": (service, "expiring"),
+                 "  queries.expiring(): the keys to renew": (queries, "expiring"),
                  "  render_template()": (routes, "render_template")}
         for name in (s.name for s in scenarios if s.path == "/keys/"):
             spent = breakdown(app, calls[name], args.batches * args.batch // 4, parts, sql=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db
+from app.keys.core import KeyCore
 from tests.support import PASSWORD, POSTGRES, AuthActions, make_app
 
 # Every key plaintext the suite makes is searched for in every database, log and temporary file it leaves.
@@ -53,7 +54,7 @@ def _postgres_test(request):
 def app(tmp_path):
     app = make_app(tmp_path)
     yield app
-    app.extensions["keyfob.usage"].stop()
+    KeyCore.of(app).usage.stop()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

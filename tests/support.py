@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from app import create_app
+from app.accounts.core import AccountsCore
 from app.config import SETTINGS
 from app.extensions import db
+from app.keys.core import KeyCore
 from tests.pg_databases import PostgresDatabases
 
 # OWASP's minimum Argon2id cost keeps the suite quick while staying a real, valid configuration.
@@ -41,7 +43,7 @@ def _build_template(url: str) -> None:
             upgrade()
             db.session.remove()
             db.engine.dispose()
-        app.extensions["keyfob.usage"].stop()
+        KeyCore.of(app).usage.stop()
     finally:
         shutil.rmtree(instance, ignore_errors=True)
 
@@ -173,6 +175,6 @@ class CountingHasher:
 
 def count_hashing(app) -> CountingHasher:
     """Swap a counter around the app's Argon2 hasher; its .calls counts every hash computed from now on."""
-    hasher = app.extensions["keyfob.password_hasher"]
+    hasher = AccountsCore.of(app).hasher
     hasher._argon2 = CountingHasher(hasher._argon2)
     return hasher._argon2

@@ -8,6 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from app.accounts import service
+from app.audit.service import Actor
 
 users_cli = AppGroup("users", help="Create, promote and list user accounts.")
 
@@ -36,7 +37,10 @@ def create_user(email: str, admin: bool) -> None:
 
 def _set_admin(email: str, is_admin: bool) -> None:
     user = _existing(email)
-    service.set_admin(user, is_admin)
+    try:
+        service.set_admin(user, is_admin, actor=Actor.cli())
+    except service.AccountError as error:
+        raise click.ClickException(error.message) from None
     click.echo(f"{user.email} is {'now' if is_admin else 'no longer'} an admin")
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
 from sqlalchemy import func, select
 
+from app.accounts.core import accounts_core
 from app.accounts.models import User, new_session_nonce
 from app.accounts.passwords import PasswordHasher, password_problem
 from app.audit import service as audit
@@ -23,7 +23,7 @@ class AccountError(ValueError):
 
 
 def hasher() -> PasswordHasher:
-    return current_app.extensions["keyfob.password_hasher"]
+    return accounts_core().hasher
 
 
 def normalise_email(email: str) -> str:
@@ -85,18 +85,35 @@ def end_sessions(user: User) -> None:
     db.session.commit()
 
 
-def set_admin(user: User, is_admin: bool, *, actor=None) -> None:
-    """Promote or demote; audited when an actor (an admin in the web UI) is given. Commits."""
-    if user.is_admin != is_admin and actor is not None:
-        audit.record("user.promoted" if is_admin else "user.demoted", actor, detail=f"user:{user.id} {user.email}")
+def _check_not_removing_admin(user: User, actor) -> None:
+    """Nobody demotes or deactivates themselves (another admin can), and the last active admin stays one: either
+    could leave no one able to run the admin pages."""
+    if actor.user_id is not None and actor.user_id == user.id:
+        raise AccountError("user", "You cannot demote or deactivate yourself; another admin can.")
+    if user.is_admin and user.is_active and db.session.scalar(
+            select(func.count()).select_from(User).where(User.is_admin.is_(True), User.is_active.is_(True),
+                                                         User.id != user.id)) == 0:
+        raise AccountError("user", f"{user.email} is the last active admin: promote someone else first.")
+
+
+def set_admin(user: User, is_admin: bool, *, actor) -> None:
+    """Promote or demote (never yourself, never the last active admin), audited. Commits."""
+    if user.is_admin == is_admin:
+        return
+    if not is_admin:
+        _check_not_removing_admin(user, actor)
+    audit.record("user.promoted" if is_admin else "user.demoted", actor, detail=f"user:{user.id} {user.email}")
     user.is_admin = is_admin
     db.session.commit()
 
 
 def set_active(user: User, active: bool, *, actor) -> None:
-    """Deactivate (sessions end and every key stops at once: verify() checks the owner) or reactivate. Commits."""
+    """Deactivate (sessions end and every key stops at once: verify() checks the owner; never yourself, never the
+    last active admin) or reactivate, audited. Commits."""
     if user.is_active == active:
         return
+    if not active:
+        _check_not_removing_admin(user, actor)
     user.is_active = active
     if not active:
         user.session_nonce = new_session_nonce()

@@ -1,8 +1,8 @@
 """Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, and account
 creations per client IP.
 
-While the shared storage (Redis) cannot be reached, logins and registrations answer 503 with Retry-After rather than
-go unthrottled.
+While the counter store (Redis) cannot be reached, counting raises StoreUnavailable: logins and registrations answer
+503 with Retry-After rather than go unthrottled.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import limits
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
-from app.keys.ratelimit import storage_outage_is_503
+from app.counters import reachable
 
 NAMESPACE = "login-failures"
 REGISTRATION_NAMESPACE = "registrations"
@@ -33,7 +33,7 @@ class LoginThrottle:
         """Seconds until another attempt is allowed for this email and IP; 0 when it is allowed now."""
         keys = self._keys(email, ip)
         wait = 0.0
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             for kind, rule in self._rules:
                 if not self._limiter.test(rule, NAMESPACE, kind, keys[kind]):
                     reset = self._limiter.get_window_stats(rule, NAMESPACE, kind, keys[kind]).reset_time
@@ -42,13 +42,13 @@ class LoginThrottle:
 
     def record_failure(self, email: str, ip: str) -> None:
         keys = self._keys(email, ip)
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             for kind, rule in self._rules:
                 self._limiter.hit(rule, NAMESPACE, kind, keys[kind])
 
     def record_success(self, email: str) -> None:
         """A correct password clears the account's failures (the IP's stay: one IP may try many accounts)."""
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)
 
 
@@ -64,7 +64,7 @@ class RegistrationThrottle:
 
     def attempt(self, ip: str) -> int:
         """Count one attempt from this IP: 0 when it may go ahead, else the seconds until one may."""
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             if self._limiter.hit(self._rule, REGISTRATION_NAMESPACE, ip):
                 return 0
             reset = self._limiter.get_window_stats(self._rule, REGISTRATION_NAMESPACE, ip).reset_time

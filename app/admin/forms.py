@@ -8,8 +8,10 @@ from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
+from app.accounts import service as accounts
 from app.audit.queries import AuditFilters
 from app.forms import BoundedDateField, Form
+from app.keys import policy
 from app.keys.queries import ADMIN_SORTS, STATUSES, KeyFilters
 
 
@@ -24,8 +26,8 @@ class KeyFilterForm(_QueryForm):
                                                            *(SelectChoice(s, s.capitalize()) for s in STATUSES)])
     owner = StringField("Owner email", validators=[Optional()])
     scope = StringField("Scope", validators=[Optional()])
-    expiring = IntegerField("Expiring within (days)", validators=[Optional(), NumberRange(1, 3650)])
-    idle = IntegerField("Idle for (days)", validators=[Optional(), NumberRange(1, 3650)])
+    expiring = IntegerField("Expiring within (days)", validators=[Optional(), NumberRange(1, policy.MAX_DAYS)])
+    idle = IntegerField("Idle for (days)", validators=[Optional(), NumberRange(1, policy.MAX_DAYS)])
     never_expiring = BooleanField("Never expires")
     sort = SelectField("Sort", default="newest", choices=[SelectChoice(name, name.replace("_", " ").capitalize())
                                                           for name in ADMIN_SORTS])
@@ -47,6 +49,10 @@ class AuditFilterForm(_QueryForm):
         def midnight(day):
             return datetime.combine(day, time.min, UTC)
 
-        return AuditFilters(user=self.user.data or "", key=self.key.data or "", event=self.event.data or "",
+        actor_ids = None
+        if (self.user.data or "").strip():
+            user = accounts.find_user(self.user.data)
+            actor_ids = (user.id,) if user is not None else ()  # an unknown email matches no event
+        return AuditFilters(actor_ids=actor_ids, key=self.key.data or "", event=self.event.data or "",
                             since=midnight(self.since.data) if self.since.data else None,
                             until=midnight(self.until.data) + timedelta(days=1) if self.until.data else None)

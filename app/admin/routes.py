@@ -6,29 +6,28 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Response, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
 from app.accounts import service as accounts
 from app.accounts.models import User
+from app.actors import signed_in_person
 from app.admin import bp
 from app.admin.forms import AuditFilterForm, KeyFilterForm
 from app.audit import queries as audit_queries
 from app.audit import service as audit
 from app.audit.models import Alert
-from app.audit.service import Actor
 from app.auth.redirects import safe_next
-from app.charts import stacked_daily_chart
+from app.charts import CHART_DAYS, stacked_daily_chart
 from app.dashboard.forms import ActionForm, RevokeForm
 from app.database import MAX_ID, utcnow
 from app.errors import error_response
 from app.extensions import db, login_manager
 from app.keys import queries, service
-from app.keys.models import ApiKey
+from app.keys.core import settings
 from app.keys.policy import KeyInputError
 from app.keys.service import KeyStateError
 
-CHART_DAYS = 30
 HEALTH_REASONS = {
     "never_expiring": "Never expire",
     "idle": "Not used for 30 days or more",
@@ -46,23 +45,8 @@ def _require_admin():
     return None
 
 
-def _actor() -> Actor:
-    return Actor.user(current_user, request.remote_addr, request.user_agent.string)
-
-
-def _warning_days() -> int:
-    return current_app.config["RENEWAL_WARNING_DAYS"]
-
-
 def _back(default: str) -> str:
     return safe_next(request.form.get("next")) or default
-
-
-def _key(key_id: int) -> ApiKey:
-    key = service.find_key(key_id)
-    if key is None:
-        abort(404)
-    return key
 
 
 def _checked_post() -> None:
@@ -76,10 +60,10 @@ def _checked_post() -> None:
 def overview():
     now = utcnow()
     return render_template(
-        "admin/overview.html", now=now, totals=queries.totals(now, _warning_days()),
+        "admin/overview.html", now=now, totals=queries.totals(now, settings().warning_days),
         chart=stacked_daily_chart(queries.daily_usage(None, CHART_DAYS, now.date())),
         top=queries.top_keys(CHART_DAYS, now.date()), alerts=audit_queries.alerts(open_only=True, limit=5),
-        open_alerts=audit_queries.open_alert_count(), warning_days=_warning_days())
+        open_alerts=audit_queries.open_alert_count(), warning_days=settings().warning_days)
 
 
 @bp.get("/keys")
@@ -87,19 +71,19 @@ def keys():
     now = utcnow()
     form = KeyFilterForm(formdata=request.args)
     filters = form.filters() if form.validate() else KeyFilterForm(formdata=None).filters()
-    listing = queries.admin_key_page(filters, now=now, warning_days=_warning_days(), sort=form.sort.data,
+    listing = queries.admin_key_page(filters, now=now, warning_days=settings().warning_days, sort=form.sort.data,
                                      page=request.args.get("page", 1, type=int))
     arguments = {name: value for name, value in request.args.items() if name != "page"}
     return render_template("admin/keys.html", form=form, listing=listing, arguments=arguments, now=now,
-                           warning_days=_warning_days(), action_form=ActionForm())
+                           warning_days=settings().warning_days, action_form=ActionForm())
 
 
 @bp.get("/keys/<int:key_id>")
 def key(key_id: int):
-    key = _key(key_id)
+    key = queries.get_key(key_id)
     now = utcnow()
     return render_template(
-        "admin/key.html", key=key, now=now, warning_days=_warning_days(),
+        "admin/key.html", key=key, now=now, warning_days=settings().warning_days,
         chart=stacked_daily_chart(queries.daily_usage([key.id], CHART_DAYS, now.date())),
         events=queries.key_events(key.id, limit=100), action_form=ActionForm(), revoke_form=RevokeForm())
 
@@ -114,8 +98,9 @@ def alerts():
 @bp.get("/health")
 def health():
     now = utcnow()
-    return render_template("admin/health.html", lists=queries.health_lists(now, service.settings().catalogue),
-                           reasons=HEALTH_REASONS, now=now, warning_days=_warning_days(), action_form=ActionForm())
+    return render_template("admin/health.html", lists=queries.health_lists(now, settings().catalogue),
+                           reasons=HEALTH_REASONS, now=now, warning_days=settings().warning_days,
+                           action_form=ActionForm())
 
 
 @bp.get("/users")
@@ -194,9 +179,9 @@ def enable_key(key_id: int):
 
 def _switch(key_id: int, *, disabled: bool):
     _checked_post()
-    key = _key(key_id)
+    key = queries.get_key(key_id)
     try:
-        service.update(key, actor=_actor(), disabled=disabled)
+        service.update(key, actor=signed_in_person(), disabled=disabled)
     except KeyStateError as error:
         flash(str(error), "error")
     else:
@@ -206,13 +191,13 @@ def _switch(key_id: int, *, disabled: bool):
 
 @bp.post("/keys/<int:key_id>/revoke")
 def revoke_key(key_id: int):
-    key = _key(key_id)
+    key = queries.get_key(key_id)
     form = RevokeForm()
     if not form.validate_on_submit():
         flash(" ".join(form.reason.errors) or "The form expired; try again.", "error")
         return redirect(url_for("admin.key", key_id=key.id))
     try:
-        service.revoke(key, form.reason.data or "", actor=_actor())
+        service.revoke(key, form.reason.data or "", actor=signed_in_person())
     except (KeyInputError, KeyStateError) as error:
         flash(getattr(error, "message", str(error)), "error")
     else:
@@ -223,8 +208,8 @@ def revoke_key(key_id: int):
 @bp.post("/keys/<int:key_id>/unsuspend")
 def lift_suspension(key_id: int):
     _checked_post()
-    key = _key(key_id)
-    service.lift_suspension(key, actor=_actor())
+    key = queries.get_key(key_id)
+    service.lift_suspension(key, actor=signed_in_person())
     flash(f"Lifted the suspension of {key.name} ({key.display_start}).", "success")
     return redirect(_back(url_for("admin.key", key_id=key.id)))
 
@@ -235,7 +220,7 @@ def acknowledge_alert(alert_id: int):
     alert = db.session.get(Alert, alert_id) if alert_id <= MAX_ID else None
     if alert is None:
         abort(404)
-    audit.acknowledge_alert(alert, _actor())
+    audit.acknowledge_alert(alert, signed_in_person())
     flash("Alert acknowledged.", "success")
     return redirect(_back(url_for("admin.alerts")))
 
@@ -251,13 +236,13 @@ def _user(user_id: int) -> User:
 def change_user(user_id: int, action: str):
     _checked_post()
     user = _user(user_id)
-    if user.id == current_user.id and action in ("demote", "deactivate"):
-        # Another admin can do it; doing it to yourself could leave no admin at all.
-        flash("You cannot demote or deactivate yourself.", "error")
+    try:
+        if action in ("promote", "demote"):
+            accounts.set_admin(user, action == "promote", actor=signed_in_person())
+        else:
+            accounts.set_active(user, action == "reactivate", actor=signed_in_person())
+    except accounts.AccountError as error:
+        flash(error.message, "error")
         return redirect(url_for("admin.users"))
-    if action in ("promote", "demote"):
-        accounts.set_admin(user, action == "promote", actor=_actor())
-    else:
-        accounts.set_active(user, action == "reactivate", actor=_actor())
     flash(f"{action.capitalize()}d {user.email}.", "success")  # promoted, demoted, deactivated, reactivated
     return redirect(url_for("admin.users"))

@@ -1,11 +1,11 @@
 """`@require_api_key(...)`: guard any Flask route with an API key sent as `Authorization: Bearer <key>`.
 
 Several scopes mean all of them: `@require_api_key("read:data", "write:data")` needs a key holding both. With no
-scope, any valid key passes. On success the view finds the key in `g.api_key` (a `service.VerifiedKey`: id, user_id,
-name, display_start, scopes, ...) and its owner in `g.api_owner` (None for the static service key). `g.api_owner`
-is a proxy that loads the User from the database the first time the view uses it, so a view that never looks at
-the owner does not pay for it; `g.api_owner._get_current_object()` gives the User itself. Refusals follow RFC 6750
-with Keyfob's JSON error shape.
+scope, any valid key passes. On success the view finds the key in `g.api_key` (a `verification.VerifiedKey`: id,
+user_id, name, display_start, scopes, ...) and its owner in `g.api_owner` (None for the static service key).
+`g.api_owner` is a proxy that loads the User from the database the first time the view uses it, so a view that never
+looks at the owner does not pay for it; `g.api_owner._get_current_object()` gives the User itself. Refusals follow
+RFC 6750 with Keyfob's JSON error shape.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from functools import wraps
 from flask import after_this_request, g, request
 from werkzeug.local import LocalProxy
 
+from app.bearer import bearer_token
 from app.errors import error_response
-from app.keys import service
+from app.keys import verification
 from app.keys.ratelimit import RateLimitState
-from app.keys.service import Outcome
+from app.keys.verification import Outcome
 from app.metrics import count_verification
 
 REALM = 'Bearer realm="keyfob"'
@@ -45,15 +46,6 @@ def _load_owner():
 api_owner = LocalProxy(_load_owner)
 
 
-def bearer_token() -> str | None:
-    """The token of an `Authorization: Bearer` header, or None when there is none."""
-    scheme, _, token = request.environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
-
-
 def rate_limit_headers(state: RateLimitState) -> dict[str, str]:
     """The IETF RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers)."""
     return {
@@ -62,7 +54,7 @@ def rate_limit_headers(state: RateLimitState) -> dict[str, str]:
     }
 
 
-def refusal(result: service.Verification):
+def refusal(result: verification.Verification):
     """The response for a failed verification."""
     if result.outcome in INVALID:
         return error_response(401, "invalid_token", INVALID_KEY_MESSAGE, headers={
@@ -86,7 +78,7 @@ def key_in_query() -> bool:
     """A parameter named like a key, or any value that is a well-formed key, whatever its name (?foo=kf_...)."""
     args = request.args
     return any(name in args for name in KEY_QUERY_PARAMETERS) or any(
-        service.looks_like_a_key(value) for values in args.listvalues() for value in values)
+        verification.looks_like_a_key(value) for values in args.listvalues() for value in values)
 
 
 def require_api_key(*scopes: str) -> Callable:
@@ -106,7 +98,7 @@ def require_api_key(*scopes: str) -> Callable:
                                                             "Authorization: Bearer <key>.",
                                       headers={"WWW-Authenticate": REALM})
             # The raw header, not request.user_agent: it is only written to the audit log of a refusal.
-            result = service.verify(token, scopes, environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+            result = verification.verify(token, scopes, environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
             count_verification(result.outcome)
             if not result.ok:
                 return refusal(result)

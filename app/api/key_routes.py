@@ -1,9 +1,8 @@
 """The key operations for client apps: the dashboard's actions as JSON, each guarded by the scope it needs.
 
 A key acts for its owner: it sees and changes only the owner's keys (another user's key id answers 404), and it
-never grants more than it has: a key it makes or changes holds no scope the caller lacks, outlives it in no way, and
-is at least as restricted in rate limit, IP allowlist and remaining uses. A restriction left out of a create or a PUT
-takes the caller's own, so leaving a field out never loosens a key.
+never grants more than it has (app/keys/grants.py: the rules, and what a field left out means); a grant refused is a
+403 `insufficient_scope`.
 """
 
 from __future__ import annotations
@@ -11,12 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app, g, jsonify, request, url_for
 
 from app.accounts.models import User
+from app.actors import requesting_key
 from app.api import bp
 from app.api.decorator import require_api_key
 from app.api.json_io import (
@@ -35,14 +34,14 @@ from app.api.json_io import (
 from app.audit.service import Actor
 from app.database import utcnow
 from app.errors import error_response
-from app.keys import policy, queries, service
+from app.keys import grants, policy, queries, service
+from app.keys.core import settings
+from app.keys.grants import Caller, GrantRefused
 from app.keys.models import MAX_KEY_ID, ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.scopes import UnknownScopeError, normalise_scopes
-from app.keys.service import GRACE_PERIODS, UNSET, KeyStateError
+from app.keys.service import GRACE_PERIODS, KeyStateError
 
-DEFAULT_LIFETIME_DAYS = 90
-MAX_DAYS = 3650
 PATH_VARIABLE = re.compile(r"<(?:[^:>]+:)?(\w+)>")  # werkzeug's <int(max=...):key_id> as OpenAPI's {key_id}
 LIST_STATUSES = (*queries.GROUPS, *queries.STATUSES, "all")
 EDITABLE = ("name", "description", "scopes", "allowed_ips", "rate_limit", "disabled")
@@ -67,6 +66,11 @@ def _core_conflict(error: KeyStateError):
     return _api_error(ApiError(409, "conflict", str(error)))
 
 
+@bp.errorhandler(GrantRefused)
+def _grant_refused(error: GrantRefused):
+    return _api_error(ApiError(403, "insufficient_scope", error.message))
+
+
 # -- who is asking -------------------------------------------------------------------------------------------------
 
 def _owner() -> User:
@@ -77,22 +81,15 @@ def _owner() -> User:
 
 
 def _actor() -> Actor:
-    return Actor.key(g.api_key, request.remote_addr, request.user_agent.string)
+    return requesting_key(g.api_key)
 
 
-def _warning_days() -> int:
-    return current_app.config["RENEWAL_WARNING_DAYS"]
-
-
-def _key(key_id: int) -> ApiKey:
-    key = service.find_key(key_id, _owner())
-    if key is None:
-        raise ApiError(404, "not_found", f"You have no key with id {key_id}.")
-    return key
+def _caller() -> Caller:
+    return Caller.of(g.api_key)
 
 
 def _shown(key: ApiKey, status: int = 200, **headers):
-    response = jsonify(key_json(key, utcnow(), _warning_days()))
+    response = jsonify(key_json(key, utcnow(), settings().warning_days))
     response.status_code = status
     response.headers.update(headers)
     return response
@@ -100,90 +97,21 @@ def _shown(key: ApiKey, status: int = 200, **headers):
 
 def _with_secret(key: ApiKey, secret: str, status: int, **headers):
     """The one answer that carries a plaintext key: never cached anywhere."""
-    response = jsonify(key=key_json(key, utcnow(), _warning_days()), secret=secret)
+    response = jsonify(key=key_json(key, utcnow(), settings().warning_days), secret=secret)
     response.status_code = status
     response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache", **headers})
     return response
 
 
-# -- never more than the caller has ----------------------------------------------------------------------------------
-
 def _check_scopes(scopes: list[str] | None) -> None:
+    """Scopes the catalogue knows (else 422: a mistake, not an escalation) and the caller holds (else 403)."""
     if scopes is None:
         return
-    try:  # an unknown scope is a mistake in the request (422), not an escalation
-        normalise_scopes(scopes, service.settings().catalogue)
+    try:
+        normalise_scopes(scopes, settings().catalogue)
     except UnknownScopeError as error:
         raise invalid({"scopes": str(error)}) from None
-    beyond = sorted(set(scopes) - set(g.api_key.scopes))
-    if beyond:
-        raise ApiError(403, "insufficient_scope", "A key cannot grant scopes it does not hold itself: "
-                                                  + " ".join(beyond) + ".")
-
-
-def _caller_expiry() -> datetime | None:
-    return g.api_key.expires_at
-
-
-def _check_outlives(expires_at: datetime | None) -> None:
-    ceiling = _caller_expiry()
-    if ceiling is not None and (expires_at is None or expires_at > ceiling):
-        raise ApiError(403, "insufficient_scope", "A key cannot make another key live longer than itself: choose "
-                                                  f"an expiry on or before {ceiling.isoformat()}.")
-
-
-def _uses_left() -> int | None:
-    """The caller's remaining uses once this request has taken its own (verify() read them before it did)."""
-    before = g.api_key.remaining_uses
-    return None if before is None else before - 1
-
-
-def _inherited() -> dict:
-    """The restrictions a create or a PUT gives for fields the body leaves out: the caller's own (for an unrestricted
-    caller, none), so that leaving a field out never loosens a key."""
-    left = _uses_left()
-    # A key has at least one use: for a caller with none left even that is more than its own, and is refused.
-    return {"allowed_ips": list(g.api_key.allowed_ips), "rate_limit": g.api_key.rate_limit,
-            "remaining_uses": None if left is None else max(left, 1)}
-
-
-def _looser(allowed_ips: Iterable[str] = UNSET, rate_limit: int | None = UNSET,
-            remaining_uses: int | None = UNSET) -> list[str]:
-    """How each given restriction is looser than the caller's own, in words; empty when none is."""
-    caller, looser = g.api_key, []
-    if rate_limit is not UNSET and caller.rate_limit is not None and (rate_limit is None
-                                                                      or rate_limit > caller.rate_limit):
-        looser.append(f"a higher rate limit than its own ({caller.rate_limit} per minute)")
-    if allowed_ips is not UNSET and not policy.networks_within(allowed_ips, caller.allowed_ips):
-        looser.append(f"a wider IP allowlist than its own ({', '.join(caller.allowed_ips)})")
-    left = _uses_left()
-    if remaining_uses is not UNSET and left is not None and (remaining_uses is None or remaining_uses > left):
-        looser.append(f"more remaining uses than it has left itself ({left} after this request)")
-    return looser
-
-
-def _check_restrictions(refused: str = "give a key", why: str = "", **restrictions) -> None:
-    """Refuse rate_limit, allowed_ips or remaining_uses looser than the caller's own; tightening is always allowed."""
-    looser = _looser(**restrictions)
-    if looser:
-        raise ApiError(403, "insufficient_scope", f"A key cannot {refused} " + " or ".join(looser) + why + ".")
-
-
-def _check_within_caller(key: ApiKey, now: datetime) -> None:
-    """Rotating hands the caller a working secret for `key`: only for a key that could not do more than the caller,
-    in what it may do, for how long, how often or from where. (An expired key is revived only up to the caller's
-    expiry: see rotate_key.)"""
-    beyond = sorted(set(key.scopes) - set(g.api_key.scopes))
-    if beyond:
-        raise ApiError(403, "insufficient_scope", "A key cannot rotate a key that holds scopes it does not hold "
-                                                  "itself: " + " ".join(beyond) + ".")
-    ceiling = _caller_expiry()
-    expired = key.expires_at is not None and key.expires_at <= now
-    if ceiling is not None and not expired and (key.expires_at is None or key.expires_at > ceiling):
-        raise ApiError(403, "insufficient_scope", "A key cannot rotate a key that lives longer than itself: its new "
-                                                  "secret would outlive the caller.")
-    _check_restrictions("rotate a key with", ": its new secret would do more than the caller",
-                        allowed_ips=key.allowed_ips, rate_limit=key.rate_limit, remaining_uses=key.remaining_uses)
+    grants.check_scopes(_caller(), scopes)
 
 
 def _networks(body: dict) -> list[str]:
@@ -196,15 +124,10 @@ def _expiry_from(body: dict, now: datetime) -> tuple[datetime | None, bool]:
     if "expires_at" in body and "expires_in_days" in body:
         raise invalid({"expires_at": "Give expires_at or expires_in_days, not both."})
     if body.get("expires_in_days") is not None:
-        return now + timedelta(days=whole_number(body["expires_in_days"], "expires_in_days", 1, MAX_DAYS)), True
+        return now + timedelta(days=whole_number(body["expires_in_days"], "expires_in_days", 1, policy.MAX_DAYS)), True
     if "expires_at" in body:
         return timestamp(body, "expires_at"), True
     return None, False
-
-
-def _capped(expires_at: datetime) -> datetime:
-    ceiling = _caller_expiry()
-    return min(expires_at, ceiling) if ceiling is not None else expires_at
 
 
 # -- the operations --------------------------------------------------------------------------------------------------
@@ -241,10 +164,10 @@ def list_keys():
         raise invalid({"q": "Use at most 100 characters."})
     now = utcnow()
     keys, more = queries.key_slice(
-        owner.id, now=now, warning_days=_warning_days(), status=status, search=search,
-        expiring_within_days=query_number("expiring_within_days", 1, MAX_DAYS),
+        owner.id, now=now, warning_days=settings().warning_days, status=status, search=search,
+        expiring_within_days=query_number("expiring_within_days", 1, policy.MAX_DAYS),
         after=_after(request.args.get("cursor")), limit=query_number("limit", 1, 100, queries.PAGE_SIZE))
-    return jsonify(data=[key_json(key, now, _warning_days()) for key in keys],
+    return jsonify(data=[key_json(key, now, settings().warning_days) for key in keys],
                    next_cursor=_cursor(keys[-1]) if more else None)
 
 
@@ -258,9 +181,10 @@ def create_key():
     name = text(body, "name", required=True)
     scopes = text_list(body, "scopes") or []
     expires_at, chosen = _expiry_from(body, now)
+    caller = _caller()
     if not chosen:
-        expires_at = _capped(now + timedelta(days=min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)))
-    restrictions = _inherited()
+        expires_at = grants.capped(caller, now + timedelta(days=settings().default_lifetime_days))
+    restrictions = grants.inherited(caller)
     if "allowed_ips" in body:
         restrictions["allowed_ips"] = _networks(body)
     if "rate_limit" in body:
@@ -268,8 +192,8 @@ def create_key():
     if "remaining_uses" in body:
         restrictions["remaining_uses"] = optional_number(body, "remaining_uses", 1, policy.MAX_REMAINING_USES)
     _check_scopes(scopes)
-    _check_outlives(expires_at)
-    _check_restrictions(**restrictions)
+    grants.check_outlives(caller, expires_at)
+    grants.check_restrictions(caller, **restrictions)
     key, secret = service.create(owner, name, scopes, expires_at, actor=_actor(), now=now,
                                  description=text(body, "description") or "", **restrictions)
     return _with_secret(key, secret, 201, Location=url_for("api.get_key", key_id=key.id))
@@ -278,18 +202,19 @@ def create_key():
 @bp.get("/api-keys/expiring")
 @require_api_key("keys:read")
 def expiring_keys():
-    """The renewal-warning list: keys expiring within `within_days`, and those expired in the last 30 days."""
+    """The renewal-warning list: keys expiring within `within_days` (RENEWAL_WARNING_DAYS by default), and those
+    that expired recently (the same list as the dashboard's)."""
     owner = _owner()
-    within = query_number("within_days", 1, MAX_DAYS, _warning_days())
+    within = query_number("within_days", 1, policy.MAX_DAYS, settings().warning_days)
     now = utcnow()
-    keys = service.expiring(owner, within, expired_within_days=30, now=now)
-    return jsonify(data=[key_json(key, now, _warning_days()) for key in keys])
+    keys = queries.renewal_list(owner, now, within_days=within)
+    return jsonify(data=[key_json(key, now, settings().warning_days) for key in keys])
 
 
 @bp.get("/api-keys/<int:key_id>")
 @require_api_key("keys:read")
 def get_key(key_id: int):
-    return _shown(_key(key_id))
+    return _shown(queries.get_key(key_id, _owner()))
 
 
 def _changes(body: dict, *, replace: bool) -> dict:
@@ -307,7 +232,7 @@ def _changes(body: dict, *, replace: bool) -> dict:
     if "rate_limit" in body:
         changes["rate_limit"] = optional_number(body, "rate_limit", 1, policy.MAX_RATE_LIMIT)
     if replace:
-        inherited = _inherited()
+        inherited = grants.inherited(_caller())
         changes.setdefault("allowed_ips", inherited["allowed_ips"])
         changes.setdefault("rate_limit", inherited["rate_limit"])
     if replace or "disabled" in body:
@@ -317,10 +242,11 @@ def _changes(body: dict, *, replace: bool) -> dict:
 
 
 def _update(key_id: int, *, replace: bool):
-    key = _key(key_id)
+    key = queries.get_key(key_id, _owner())
     changes = _changes(json_body(EDITABLE), replace=replace)
     _check_scopes(changes.get("scopes"))
-    _check_restrictions(**{field: changes[field] for field in ("allowed_ips", "rate_limit") if field in changes})
+    grants.check_restrictions(_caller(), **{field: changes[field] for field in ("allowed_ips", "rate_limit")
+                                            if field in changes})
     service.update(key, actor=_actor(), **changes)
     return _shown(key)
 
@@ -343,19 +269,15 @@ def put_key(key_id: int):
 @require_api_key("keys:write")
 def rotate_key(key_id: int):
     """A new secret for the key; the old one keeps working for `grace`."""
-    key = _key(key_id)
+    key = queries.get_key(key_id, _owner())
     body = json_body(("grace",), optional=True)
     grace = body.get("grace", "none")
     if not isinstance(grace, str) or grace not in GRACE_PERIODS:
         raise invalid({"grace": "Choose one of: " + ", ".join(GRACE_PERIODS) + "."})
     now = utcnow()
-    _check_within_caller(key, now)
-    options = {}
-    if key.expires_at is not None and key.expires_at <= now:
-        # Rotating revives an expired key for its original lifetime: never past the caller's own expiry.
-        options["expires_at"] = _capped(policy.renewed_expiry(key.created_at, key.expires_at, now,
-                                                              service.settings().max_lifetime_days, 0))
-    secret = service.rotate(key, grace, actor=_actor(), now=now, **options)
+    caller = _caller()
+    grants.check_rotatable(caller, key, now)
+    secret = service.rotate(key, grace, actor=_actor(), now=now, ceiling=caller.expires_at)
     return _with_secret(key, secret, 200)
 
 
@@ -363,15 +285,15 @@ def rotate_key(key_id: int):
 @require_api_key("keys:write")
 def renew_key(key_id: int):
     """Move the expiry: to the one given, or to the key's original lifetime from now, within policy."""
-    key = _key(key_id)
+    key = queries.get_key(key_id, _owner())
     body = json_body(("expires_at", "expires_in_days"), optional=True)
     now = utcnow()
     expires_at, chosen = _expiry_from(body, now)
+    caller = _caller()
     if chosen:
-        _check_outlives(expires_at)
+        grants.check_outlives(caller, expires_at)
     else:
-        expires_at = _capped(policy.renewed_expiry(key.created_at, key.expires_at, now,
-                                                   service.settings().max_lifetime_days, 2 * _warning_days()))
+        expires_at = grants.capped(caller, service.renewal_expiry(key, now))
     service.renew(key, expires_at, actor=_actor(), now=now)
     return _shown(key)
 
@@ -385,7 +307,7 @@ def _revoke(key: ApiKey, body: dict):
 @require_api_key("keys:write")
 def revoke_key(key_id: int):
     """Revoke the key for good, with an optional reason."""
-    key = _key(key_id)
+    key = queries.get_key(key_id, _owner())
     return _revoke(key, json_body(("reason",), optional=True))
 
 
@@ -396,14 +318,14 @@ def revoke_key_by_body():
     body = json_body(("id", "reason"))
     if body.get("id") is None:
         raise invalid({"id": "Required."})
-    return _revoke(_key(whole_number(body["id"], "id", 1, MAX_KEY_ID)), body)
+    return _revoke(queries.get_key(whole_number(body["id"], "id", 1, MAX_KEY_ID), _owner()), body)
 
 
 @bp.get("/api-keys/<int:key_id>/usage")
 @require_api_key("keys:read")
 def key_usage(key_id: int):
     """Valid and failed requests per UTC day, oldest first, for the last `days` days."""
-    key = _key(key_id)
+    key = queries.get_key(key_id, _owner())
     days = query_number("days", 1, 90, 30)
     usage = queries.daily_usage([key.id], days, utcnow().date())
     return jsonify(key_id=key.id, days=[{"day": day.day.isoformat(), "requests": day.requests,
@@ -414,7 +336,7 @@ def key_usage(key_id: int):
 @require_api_key()
 def scope_catalogue():
     """Each scope with what it means and the routes it unlocks, read from the routes' own decorators."""
-    unlocked: dict[str, list[str]] = {name: [] for name in service.settings().catalogue}
+    unlocked: dict[str, list[str]] = {name: [] for name in settings().catalogue}
     any_key: list[str] = []
     for rule in sorted(current_app.url_map.iter_rules(), key=lambda rule: rule.rule):
         view = current_app.view_functions[rule.endpoint]
@@ -428,6 +350,6 @@ def scope_catalogue():
                 unlocked.setdefault(scope, []).append(route)
             if not required:
                 any_key.append(route)
-    catalogue = service.settings().catalogue
+    catalogue = settings().catalogue
     return jsonify(scopes=[{"name": name, "description": catalogue.get(name, ""), "routes": routes}
                            for name, routes in unlocked.items()], any_key_routes=any_key)

@@ -13,19 +13,20 @@ from typing import Any
 from flask import current_app
 
 from app.api import bp
-from app.keys import tokens
+from app.api.key_routes import LIST_STATUSES as LIST_FILTERS
+from app.keys import policy, queries, service, tokens
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 BASE_PATH = "/api/v1"
-MAX_DAYS = 3650
+MAX_DAYS = policy.MAX_DAYS
 # The plaintext key, as create and rotate show it once: `<prefix>_<27 random><6 checksum>`, all base62.
 KEY_PATTERN = f"^{tokens.PREFIX_PATTERN.pattern}_[0-9A-Za-z]{{{tokens.RANDOM_LENGTH + tokens.CHECKSUM_LENGTH}}}$"
 # What lists and logs show instead: the prefix and the first random characters.
 START_PATTERN = f"^{tokens.PREFIX_PATTERN.pattern}_[0-9A-Za-z]{{{tokens.DISPLAY_RANDOM_CHARS}}}$"
-STATUSES = ["active", "expiring", "disabled", "suspended", "expired", "revoked"]
-LIST_STATUSES = ["live", *STATUSES, "ended", "all"]
-GRACE_PERIODS = ["none", "1h", "24h", "7d"]
+STATUSES = list(queries.STATUSES)
+LIST_STATUSES = list(LIST_FILTERS)
+GRACE_PERIODS = list(service.GRACE_PERIODS)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -154,9 +155,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "allowed_ips": ALLOWED_IPS,
         "rate_limit": RATE_LIMIT,
         "remaining_uses": REMAINING_USES,
-    }, required=["name"], description="A key to create. Without expires_at or expires_in_days it expires in 90 "
-                                      "days (or with the caller, if sooner). Without allowed_ips, rate_limit or "
-                                      "remaining_uses it takes the caller's own (none for an unrestricted caller).",
+    }, required=["name"], description=(
+        f"A key to create. Without expires_at or expires_in_days it expires in {policy.DEFAULT_LIFETIME_DAYS} days "
+        "(or with the caller, if sooner). Without allowed_ips, rate_limit or remaining_uses it takes the caller's own "
+        "(none for an unrestricted caller)."),
         **ONE_EXPIRY),
     "ApiKeyChanges": _object({
         "name": NAME,
@@ -182,7 +184,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     }),
     "Renewal": _object({"expires_at": EXPIRES_AT, "expires_in_days": EXPIRES_IN_DAYS},
                        description="The new expiry. With neither field: the key's original lifetime again from now, "
-                                   "within policy.", **ONE_EXPIRY),
+                                   f"and at least {policy.MIN_RENEWAL_DAYS} days or twice RENEWAL_WARNING_DAYS, "
+                                   "whichever is longer (so the key leaves the renewal list), within policy and "
+                                   "never past the caller's own expiry: the same renewal as the dashboard's.",
+                       **ONE_EXPIRY),
     "Revocation": _object({"reason": REASON}),
     "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"],
                         "description": "An OpenAPI 3.1 document."},
@@ -363,9 +368,11 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _operation(
             "listExpiringKeys", "Keys that need renewal", tag="API keys", scope="keys:read", ok=200,
             ok_schema="ExpiringKeys", ok_description="Soonest expiry first.", errors=(422,),
-            description="Unrevoked keys expiring within `within_days`, and those that expired in the last 30 days.",
-            parameters=[_query("within_days", "How far ahead to look.",
-                               {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": 14})]),
+            description="The renewal-warning list, as on the dashboard: unrevoked keys expiring within `within_days`, "
+                        f"and those that expired in the last {policy.EXPIRED_LISTED_DAYS} days.",
+            parameters=[_query("within_days", "How far ahead to look; by default the deployment's "
+                                              "RENEWAL_WARNING_DAYS.",
+                               {"type": "integer", "minimum": 1, "maximum": MAX_DAYS})]),
     },
     "/api-keys/{key_id}": {
         "parameters": [KEY_ID_PARAMETER],

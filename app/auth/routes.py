@@ -8,6 +8,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.accounts import service
+from app.accounts.core import accounts_core
 from app.accounts.models import User
 from app.auth import bp
 from app.auth.forms import LoginForm, LogoutForm, RegisterForm
@@ -67,7 +68,7 @@ def register():
         return redirect(url_for("auth.index"))
     form = _form_keeping_next(RegisterForm)
     if form.validate_on_submit():
-        wait = current_app.extensions["keyfob.registration_throttle"].attempt(request.remote_addr or "unknown")
+        wait = accounts_core().registration_throttle.attempt(request.remote_addr or "unknown")
         if wait:
             form.form_errors.append(f"Too many accounts tried from your address. Try again in {_duration(wait)}.")
             return _form_page("auth/register.html", form, 429, {"Retry-After": str(wait)})
@@ -92,7 +93,7 @@ def login():
         return redirect(url_for("auth.index"))
     form = _form_keeping_next(LoginForm)
     if form.validate_on_submit():
-        throttle = current_app.extensions["keyfob.login_throttle"]
+        throttle = accounts_core().login_throttle
         account, ip = form.email.data.strip().lower(), request.remote_addr or "unknown"
         wait = throttle.retry_after(account, ip)
         if wait:

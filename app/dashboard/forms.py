@@ -78,13 +78,15 @@ class KeySettingsForm(Form):
 
 
 class CreateKeyForm(KeySettingsForm):
-    expiry = RadioField("Expires", default="90", validators=[InputRequired("Choose when the key expires.")])
+    expiry = RadioField("Expires", validators=[InputRequired("Choose when the key expires.")])
     expires_on = BoundedDateField("Expiry date", validators=[Optional()],
-                           description="The key stops working at this time of day on that date (UTC).")
+                                  description="The key stops working at this time of day on that date (UTC).")
 
-    def __init__(self, *args, catalogue: dict[str, str], max_days: int, allow_never: bool, **kwargs) -> None:
-        super().__init__(*args, catalogue=catalogue, **kwargs)
-        choices = [SelectChoice(str(days), f"In {days} days") for days in EXPIRY_PRESETS if days <= max_days]
+    def __init__(self, *args, catalogue: dict[str, str], max_days: int, allow_never: bool, default_days: int,
+                 **kwargs) -> None:
+        super().__init__(*args, catalogue=catalogue, expiry=str(default_days), **kwargs)
+        presets = sorted({days for days in EXPIRY_PRESETS if days <= max_days} | {default_days})
+        choices = [SelectChoice(str(days), f"In {days} days") for days in presets]
         choices.append(SelectChoice("date", "On a date"))
         if allow_never:
             choices.append(SelectChoice("never", "Never"))

@@ -8,26 +8,24 @@ sent with `Cache-Control: no-store`.
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from app.audit.service import Actor
+from app.actors import signed_in_person
 from app.auth.redirects import safe_next
-from app.charts import stacked_daily_chart
+from app.charts import CHART_DAYS, stacked_daily_chart
 from app.dashboard import bp
 from app.dashboard.forms import ActionForm, CreateKeyForm, KeySettingsForm, RevokeForm, RotateForm
 from app.database import utcnow
 from app.extensions import login_manager
 from app.htmx import from_htmx, is_htmx
-from app.keys import policy, queries, service
+from app.keys import queries, service
+from app.keys.core import settings
 from app.keys.models import ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.service import KeyStateError
 
 RENEWAL_LIST_LIMIT = 10  # the soonest few, at the top of the page; the list links to the rest
-EXPIRED_SHOWN_DAYS = 30
-CHART_DAYS = 30
-MIN_RENEWAL_DAYS = 30
 LIST_FILTERS = ("live", *queries.STATUSES)
 
 
@@ -38,28 +36,6 @@ def _require_login():
     return None
 
 
-def _owned_key(key_id: int) -> ApiKey:
-    """The signed-in user's key, or 404: another user's key looks exactly like one that does not exist."""
-    key = service.find_key(key_id, current_user)
-    if key is None:
-        abort(404)
-    return key
-
-
-def _actor() -> Actor:
-    return Actor.user(current_user, request.remote_addr, request.user_agent.string)
-
-
-def _warning_days() -> int:
-    return current_app.config["RENEWAL_WARNING_DAYS"]
-
-
-def _renewed_expiry(key: ApiKey, now):
-    """One-click renewal: the original lifetime again, and at least long enough to leave the renewal list."""
-    return policy.renewed_expiry(key.created_at, key.expires_at, now, service.settings().max_lifetime_days,
-                                 max(MIN_RENEWAL_DAYS, 2 * _warning_days()))
-
-
 def _back(form, default: str | None = None) -> str:
     return safe_next(form.next.data) or default or url_for("dashboard.index")
 
@@ -67,18 +43,16 @@ def _back(form, default: str | None = None) -> str:
 def _renewal(now) -> dict:
     """The renewal list's template values: the soonest keys, and how many there are in all (the list says when it
     shows only some, and links to the rest)."""
-    keys = service.expiring(current_user, _warning_days(), expired_within_days=EXPIRED_SHOWN_DAYS, now=now,
-                            limit=RENEWAL_LIST_LIMIT)
+    keys = queries.renewal_list(current_user, now, limit=RENEWAL_LIST_LIMIT)
     total = len(keys)
     if total == RENEWAL_LIST_LIMIT:
-        total = service.count_expiring(current_user, _warning_days(), expired_within_days=EXPIRED_SHOWN_DAYS,
-                                       now=now)
+        total = queries.renewal_list_size(current_user, now)
     return {"renewal_keys": keys, "renewal_total": total}
 
 
 def _settings_form(key: ApiKey, *, submitted: bool) -> KeySettingsForm:
     """The edit form: what was just posted, or else the key's current settings."""
-    catalogue = service.settings().catalogue
+    catalogue = settings().catalogue
     if submitted:
         return KeySettingsForm(catalogue=catalogue)
     return KeySettingsForm(catalogue=catalogue, formdata=None, data={
@@ -88,8 +62,9 @@ def _settings_form(key: ApiKey, *, submitted: bool) -> KeySettingsForm:
 
 
 def _create_form() -> CreateKeyForm:
-    s = service.settings()
-    return CreateKeyForm(catalogue=s.catalogue, max_days=s.max_lifetime_days, allow_never=s.allow_non_expiring)
+    s = settings()
+    return CreateKeyForm(catalogue=s.catalogue, max_days=s.max_lifetime_days, allow_never=s.allow_non_expiring,
+                         default_days=s.default_lifetime_days)
 
 
 def _show_error_on(form, error: KeyInputError, field_names: dict[str, str] | None = None) -> None:
@@ -119,14 +94,15 @@ def index():
     if status not in LIST_FILTERS:
         status = "live"
     search = request.args.get("q", "").strip()[:100]
-    listing = queries.key_page(current_user.id, now=now, warning_days=_warning_days(), status=status,
+    listing = queries.key_page(current_user.id, now=now, warning_days=settings().warning_days, status=status,
                                search=search, page=request.args.get("page", 1, type=int))
-    context = {"listing": listing, "status": status, "search": search, "now": now, "warning_days": _warning_days()}
+    context = {"listing": listing, "status": status, "search": search, "now": now,
+               "warning_days": settings().warning_days}
     if is_htmx():
         return render_template("keys/_key_list.html", **context)
     ended = None
     if status == "live" and not search:
-        ended = queries.key_page(current_user.id, now=now, warning_days=_warning_days(), status="ended",
+        ended = queries.key_page(current_user.id, now=now, warning_days=settings().warning_days, status="ended",
                                  per_page=10)
     return render_template("keys/index.html", ended=ended, **_renewal(now), **context)
 
@@ -140,7 +116,7 @@ def create():
         now = utcnow()
         try:
             key, token = service.create(
-                current_user, form.name.data, form.scopes.data, form.expires_at(now), actor=_actor(),
+                current_user, form.name.data, form.scopes.data, form.expires_at(now), actor=signed_in_person(),
                 description=form.description.data or "", allowed_ips=form.allowed_ips.data or "",
                 rate_limit=form.rate_limit.data, now=now)
         except KeyInputError as error:
@@ -159,23 +135,23 @@ def _detail_page(key: ApiKey, *, settings_form=None, rotate_form=None, status: i
         "keys/detail.html", key=key, now=now, chart=chart, events=queries.key_events(key.id),
         settings_form=settings_form or _settings_form(key, submitted=False),
         rotate_form=rotate_form or RotateForm(formdata=None), action_form=ActionForm(formdata=None),
-        revoke_form=RevokeForm(formdata=None), warning_days=_warning_days(),
-        renewed_expiry=_renewed_expiry(key, now),
+        revoke_form=RevokeForm(formdata=None), warning_days=settings().warning_days,
+        renewed_expiry=service.renewal_expiry(key, now),
     ), status
 
 
 @bp.get("/<int:key_id>")
 def detail(key_id: int):
-    return _detail_page(_owned_key(key_id))
+    return _detail_page(queries.get_key(key_id, current_user))
 
 
 @bp.post("/<int:key_id>")
 def edit(key_id: int):
-    key = _owned_key(key_id)
+    key = queries.get_key(key_id, current_user)
     form = _settings_form(key, submitted=True)
     if form.validate_on_submit():
         try:
-            changed = service.update(key, actor=_actor(), name=form.name.data,
+            changed = service.update(key, actor=signed_in_person(), name=form.name.data,
                                      description=form.description.data or "", scopes=form.scopes.data,
                                      allowed_ips=form.allowed_ips.data or "", rate_limit=form.rate_limit.data)
         except KeyInputError as error:
@@ -191,11 +167,11 @@ def edit(key_id: int):
 
 @bp.post("/<int:key_id>/rotate")
 def rotate(key_id: int):
-    key = _owned_key(key_id)
+    key = queries.get_key(key_id, current_user)
     form = RotateForm()
     if form.validate_on_submit():
         try:
-            token = service.rotate(key, form.grace.data, actor=_actor())
+            token = service.rotate(key, form.grace.data, actor=signed_in_person())
         except KeyInputError as error:
             form.grace.errors = [*form.grace.errors, error.message]
         except KeyStateError as error:
@@ -216,7 +192,7 @@ def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int
         return redirect(_back(form, url_for("dashboard.detail", key_id=key.id)))
     now = utcnow()
     response = make_response(render_template(
-        fragment, key=key, now=now, warning_days=_warning_days(), **_renewal(now)), status)
+        fragment, key=key, now=now, warning_days=settings().warning_days, **_renewal(now)), status)
     if refresh_lists:
         response.headers["HX-Trigger"] = "keys-changed"
     return response
@@ -228,13 +204,13 @@ def _state_refused(form, key: ApiKey, error: KeyStateError, fragment: str):
 
 @bp.post("/<int:key_id>/renew")
 def renew(key_id: int):
-    key = _owned_key(key_id)
+    key = queries.get_key(key_id, current_user)
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
     now = utcnow()
     try:
-        service.renew(key, _renewed_expiry(key, now), actor=_actor(), now=now)
+        service.renew(key, actor=signed_in_person(), now=now)
     except KeyStateError as error:
         return _state_refused(form, key, error, "keys/_renewal_update.html")
     return _after_change(form, key, f"Renewed {key.name}: it now expires on {key.expires_at:%d %b %Y}.",
@@ -242,12 +218,12 @@ def renew(key_id: int):
 
 
 def _switch(key_id: int, disabled: bool):
-    key = _owned_key(key_id)
+    key = queries.get_key(key_id, current_user)
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
     try:
-        service.update(key, actor=_actor(), disabled=disabled)
+        service.update(key, actor=signed_in_person(), disabled=disabled)
     except KeyStateError as error:
         return _state_refused(form, key, error, "keys/_row_update.html")
     message = (f"Disabled {key.name}: requests with it are refused until you enable it." if disabled
@@ -268,14 +244,14 @@ def enable(key_id: int):
 @bp.route("/<int:key_id>/revoke", methods=["GET", "POST"])
 def revoke(key_id: int):
     """Without JavaScript, GET and an unconfirmed POST show a confirmation page; with htmx, hx-confirm asks."""
-    key = _owned_key(key_id)
+    key = queries.get_key(key_id, current_user)
     form = RevokeForm()
     if request.method == "POST" and not from_htmx() and not form.confirmed.data:
         # Without JavaScript no hx-confirm dialog asked: the page asks, keeping the reason typed so far.
         form.confirmed.data = "yes"
     elif request.method == "POST" and form.validate_on_submit():
         try:
-            service.revoke(key, form.reason.data or "", actor=_actor())
+            service.revoke(key, form.reason.data or "", actor=signed_in_person())
         except KeyInputError as error:
             _show_error_on(form, error)
         except KeyStateError as error:

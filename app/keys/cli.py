@@ -11,11 +11,11 @@ from flask.cli import AppGroup
 from app.accounts import service as accounts
 from app.audit.service import Actor
 from app.database import utcnow
-from app.keys import service
+from app.keys import policy, queries, service
+from app.keys.core import settings
 from app.keys.policy import KeyInputError
 
 keys_cli = AppGroup("keys", help="Create, list, rotate and revoke API keys.")
-DEFAULT_LIFETIME_DAYS = 90
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -25,10 +25,10 @@ def _fail(error: Exception) -> click.ClickException:
 
 
 def _key(key_id: int):
-    key = service.find_key(key_id)
-    if key is None:
-        raise click.ClickException(f"no key with id {key_id}")
-    return key
+    try:
+        return queries.get_key(key_id)
+    except queries.KeyNotFound as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _as_dict(key) -> dict:
@@ -49,7 +49,7 @@ def _as_dict(key) -> dict:
 @click.option("--description", default="", help="A longer note.")
 @click.option("--scope", "scopes", multiple=True, help="A scope to grant; repeat for several.")
 @click.option("--expires-in-days", type=int, default=None,
-              help=f"Days until it expires (default {DEFAULT_LIFETIME_DAYS}, at most MAX_KEY_LIFETIME_DAYS).")
+              help=f"Days until it expires (default {policy.DEFAULT_LIFETIME_DAYS}, at most MAX_KEY_LIFETIME_DAYS).")
 @click.option("--no-expiry", is_flag=True, help="Never expires (only when ALLOW_NON_EXPIRING_KEYS is on).")
 @click.option("--rate-limit", type=int, default=None, help="Requests per minute.")
 @click.option("--remaining-uses", type=int, default=None, help="Number of requests before the key stops working.")
@@ -68,7 +68,7 @@ def create_key(email, name, description, scopes, expires_in_days, no_expiry, rat
     else:
         days = expires_in_days
         if days is None:
-            days = min(DEFAULT_LIFETIME_DAYS, service.settings().max_lifetime_days)
+            days = settings().default_lifetime_days
         expires_at = now + timedelta(days=days)
     try:
         key, token = service.create(owner, name, scopes, expires_at, actor=Actor.cli(), description=description,
@@ -93,7 +93,7 @@ def list_keys(email, as_json) -> None:
         owner = accounts.find_user(email)
         if owner is None:
             raise click.ClickException(f"no user with email {email!r}")
-    rows = [_as_dict(key) for key in service.keys_of(owner)]
+    rows = [_as_dict(key) for key in queries.keys_of(owner)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -7,6 +7,14 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+# The longest span of days any input may name (a lifetime, a "within" filter): ten years.
+MAX_DAYS = 3650
+# A key made without an expiry lives this long (within MAX_KEY_LIFETIME_DAYS), on every face.
+DEFAULT_LIFETIME_DAYS = 90
+# Expired keys stay in the renewal list this long, so their owners can still renew them from there.
+EXPIRED_LISTED_DAYS = 30
+# A renewal reaches at least this far, and at least twice RENEWAL_WARNING_DAYS, so a renewed key leaves the list.
+MIN_RENEWAL_DAYS = 30
 NAME_LENGTH = 100
 DESCRIPTION_LENGTH = 500
 REASON_LENGTH = 500

@@ -14,8 +14,10 @@ from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
 
 from app.accounts.models import User
 from app.audit.models import AuditEvent
+from app.database import utcnow
 from app.extensions import db
-from app.keys.models import ApiKey, DailyKeyUsage
+from app.keys.core import settings
+from app.keys.models import MAX_KEY_ID, ApiKey, DailyKeyUsage
 
 STATUSES = ("active", "expiring", "disabled", "suspended", "expired", "revoked")
 # Groups for filters: "live" is neither revoked nor expired, "ended" is either.
@@ -272,3 +274,70 @@ def key_counts_by_owner(now: datetime) -> dict[int, tuple[int, int]]:
     live = func.sum(case((status_condition("live", now, 0), 1), else_=0))
     rows = db.session.execute(select(ApiKey.user_id, live, func.count()).group_by(ApiKey.user_id))
     return {user_id: (int(live_count or 0), int(total)) for user_id, live_count, total in rows}
+
+
+# -- one owner's keys, and one key ----------------------------------------------------------------------------------
+
+def _expiring(owner: User, within_days: int, expired_within_days: int, now: datetime):
+    return (ApiKey.user_id == owner.id, ApiKey.revoked_at.is_(None), ApiKey.expires_at.is_not(None),
+            ApiKey.expires_at <= now + timedelta(days=within_days),
+            ApiKey.expires_at > now - timedelta(days=expired_within_days))
+
+
+def expiring(owner: User, within_days: int, *, expired_within_days: int = 0, now: datetime | None = None,
+             limit: int | None = None) -> list[ApiKey]:
+    """The owner's unrevoked keys expiring in the next `within_days` days (and, optionally, those that expired in
+    the last `expired_within_days`), soonest first, at most `limit`: the renewal-warning list."""
+    now = now or utcnow()
+    return list(db.session.scalars(
+        select(ApiKey).where(*_expiring(owner, within_days, expired_within_days, now))
+        .order_by(ApiKey.expires_at, ApiKey.id)
+        .limit(limit)
+    ))
+
+
+def renewal_list(owner: User, now: datetime, *, within_days: int | None = None,
+                 limit: int | None = None) -> list[ApiKey]:
+    """The renewal-warning list, the same on every face: keys expiring within `within_days` (by default
+    RENEWAL_WARNING_DAYS) and those expired in the last KeySettings.expired_listed_days, soonest first."""
+    s = settings()
+    return expiring(owner, within_days or s.warning_days, expired_within_days=s.expired_listed_days, now=now,
+                    limit=limit)
+
+
+def renewal_list_size(owner: User, now: datetime) -> int:
+    """How many keys renewal_list() would give without a limit."""
+    s = settings()
+    return count_expiring(owner, s.warning_days, expired_within_days=s.expired_listed_days, now=now)
+
+
+def count_expiring(owner: User, within_days: int, *, expired_within_days: int = 0,
+                   now: datetime | None = None) -> int:
+    """How many keys expiring() would list without a limit."""
+    now = now or utcnow()
+    return db.session.scalar(select(func.count()).select_from(ApiKey).where(
+        *_expiring(owner, within_days, expired_within_days, now))) or 0
+
+
+class KeyNotFound(LookupError):
+    """No key with this id, or none that belongs to the owner asked about: the two look the same on purpose."""
+
+    def __init__(self, key_id: int, owner: User | None) -> None:
+        super().__init__(f"{'You have' if owner is not None else 'There is'} no key with id {key_id}.")
+        self.key_id = key_id
+
+
+def get_key(key_id: int, owner: User | None = None) -> ApiKey:
+    """The key with this id (only if it belongs to `owner`, when given), or KeyNotFound: every face answers it with
+    404, so another user's key looks exactly like one that does not exist."""
+    key = db.session.get(ApiKey, key_id) if 0 < key_id <= MAX_KEY_ID else None  # past it the driver would overflow
+    if key is None or (owner is not None and key.user_id != owner.id):
+        raise KeyNotFound(key_id, owner)
+    return key
+
+
+def keys_of(owner: User | None = None) -> list[ApiKey]:
+    statement = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    if owner is not None:
+        statement = statement.where(ApiKey.user_id == owner.id)
+    return list(db.session.scalars(statement))

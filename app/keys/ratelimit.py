@@ -1,41 +1,23 @@
 """Per-key rate limits (requests per minute) and suspension of keys that keep exceeding them.
 
-Counters live in a `limits` storage: memory for one process, Redis (RATELIMIT_STORAGE_URI) to share them between
-processes and hosts. While Redis cannot be reached, what needs it answers 503 with Retry-After, as a database outage
-does: a limit that cannot be counted is not waved through, and the log gets one warning, not a traceback.
+Counters live in the app's counter store (app/counters.py): memory for one process, Redis to share them between
+processes and hosts. While Redis cannot be reached, counting raises StoreUnavailable: a limit that cannot be counted
+is not waved through.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import limits
-from limits.storage import MemoryStorage, Storage
+from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
-from werkzeug.exceptions import ServiceUnavailable
+
+from app.counters import reachable
 
 NAMESPACE = "api-key"
-STORAGE_RETRY_AFTER_SECONDS = 5
-STORAGE_OUTAGE_MESSAGE = ("Keyfob cannot reach its rate-limit store right now, so it cannot count this request. "
-                          "Please try again in a few seconds.")
-log = logging.getLogger(__name__)
-
-
-@contextmanager
-def storage_outage_is_503(storage: Storage) -> Iterator[None]:
-    """Turn the storage's "cannot reach the server" errors into a 503 with Retry-After (the app's error handler
-    answers it in the JSON or HTML shape). Memory storage has no server to lose."""
-    errors = () if isinstance(storage, MemoryStorage) else storage.base_exceptions
-    try:
-        yield
-    except errors as error:
-        log.warning("rate-limit storage (Redis) unavailable: %s: %s", error.__class__.__name__, error)
-        raise ServiceUnavailable(STORAGE_OUTAGE_MESSAGE, retry_after=STORAGE_RETRY_AFTER_SECONDS) from None
 
 
 @dataclass(frozen=True)
@@ -59,7 +41,7 @@ class KeyRateLimiter:
     def hit(self, key_id: int, per_minute: int) -> RateLimitState:
         """Count one request for the key; `allowed` is False when it is over its limit."""
         rule = limits.RateLimitItemPerMinute(per_minute)
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             allowed = self._limiter.hit(rule, NAMESPACE, str(key_id))
             stats = self._limiter.get_window_stats(rule, NAMESPACE, str(key_id))
         reset = max(0, math.ceil(stats.reset_time - time.time()))
@@ -68,14 +50,14 @@ class KeyRateLimiter:
     def rejection_should_suspend(self, key_id: int) -> bool:
         """Count a rate-limited request; True, for one request only, once the key has kept exceeding its limit past
         the threshold."""
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             if self._limiter.hit(self._suspend_after, NAMESPACE, "rejected", str(key_id)):
                 return False
             return self._limiter.hit(self._first_to_suspend, NAMESPACE, "suspending", str(key_id))
 
     def forget(self, key_id: int, per_minute: int | None) -> None:
         """Clear a key's counters, when its suspension ends early or its limit changes."""
-        with storage_outage_is_503(self._storage):
+        with reachable(self._storage):
             self._limiter.clear(self._suspend_after, NAMESPACE, "rejected", str(key_id))
             self._limiter.clear(self._first_to_suspend, NAMESPACE, "suspending", str(key_id))
             if per_minute:

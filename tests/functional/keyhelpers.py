@@ -14,6 +14,7 @@ from app.audit.service import Actor
 from app.database import utcnow
 from app.extensions import db
 from app.keys import service
+from app.keys.core import KeyCore
 from app.keys.models import ApiKey
 from tests.support import PASSWORD, make_app
 
@@ -24,7 +25,7 @@ WHOAMI = "/api/v1/whoami"
 
 
 def close_app(app) -> None:
-    app.extensions["keyfob.usage"].stop()
+    KeyCore.of(app).usage.stop()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -85,7 +86,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def flush(app) -> int:
-    return app.extensions["keyfob.usage"].flush()
+    return KeyCore.of(app).usage.flush()
 
 
 def rows(app, sql: str, **params) -> list[dict]:

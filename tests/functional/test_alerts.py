@@ -7,6 +7,7 @@ from app.audit.service import Actor, acknowledge_alert
 from app.database import utcnow
 from app.extensions import db
 from app.keys import service
+from app.keys.core import KeyCore
 from tests.functional.keyhelpers import act_on_key, add_user, bearer, daily_totals, flush, new_key, rows
 
 WHOAMI = "/api/v1/whoami"
@@ -82,7 +83,7 @@ def test_a_key_deleted_before_the_flush_does_not_block_the_batch(apps):
     flush(app)  # raised IntegrityError for ever before: the deleted key's rows poisoned every retry
     assert daily_totals(app, kept) == (1, 0)
     assert rows(app, "SELECT usage_count FROM api_keys WHERE id = :id", id=kept)[0]["usage_count"] == 1
-    assert app.extensions["keyfob.usage"].pending_uses() == 0
+    assert KeyCore.of(app).usage.pending_uses() == 0
     refused = rows(app, "SELECT key_id, key_display FROM audit_events WHERE event = 'key.verify_failed' ORDER BY id")
     assert [row["key_id"] for row in refused] == [None, None]  # kept, without the key that is gone
     assert refused[1]["key_display"] == gone_token[:9]
@@ -93,7 +94,7 @@ def test_an_event_the_database_refuses_does_not_block_later_flushes(apps):
     client = app.test_client()
     key_id, token = new_key(app, add_user(app))
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
-    buffer = app.extensions["keyfob.usage"]
+    buffer = KeyCore.of(app).usage
     # An event row no database would take (here: a column that does not exist), buffered beside a real use.
     buffer.record_failure({"event": "key.verify_failed", "nonsense": 1}, None, utcnow())
     flush(app)

@@ -8,6 +8,8 @@ import pytest
 
 from app.database import utcnow
 from app.keys import service
+from app.keys.core import KeyCore
+from tests.functional.dashboard_helpers import post_action
 from tests.functional.keyhelpers import (
     QUIET,
     act_on_key,
@@ -20,6 +22,7 @@ from tests.functional.keyhelpers import (
     new_key,
     rows,
 )
+from tests.functional.route_matrix import signed_in
 
 API = "/api/v1/api-keys"
 ALL_SCOPES = ("keys:read", "keys:write", "read:data", "write:data")
@@ -289,6 +292,28 @@ def test_the_renewal_list(api):
     assert len(wider.get_json()["data"]) == 3
 
 
+@pytest.mark.parametrize(("warning_days", "renewed_days"), [(14, 30), (20, 40)])
+def test_a_renewal_reaches_as_far_through_the_api_as_on_the_dashboard(apps, warning_days, renewed_days):
+    """One rule (service.renewal_expiry): the key's original lifetime again, at least max(30, 2 x the warning days).
+    The API once gave 2 x the warning days (28 by default), the dashboard 30."""
+    app = apps(RENEWAL_WARNING_DAYS=str(warning_days))
+    owner = add_user(app)
+    _, token = new_key(app, owner, name="manager", scopes=ALL_SCOPES, days=365)
+    now = utcnow()
+    # Made 10 days ago for 12 days: its original lifetime (12 days) is shorter than the renewal's floor.
+    by_api, _ = new_key(app, owner, name="by the api", now=now - timedelta(days=10), days=12)
+    by_page, _ = new_key(app, owner, name="by the page", now=now - timedelta(days=10), days=12)
+    client = app.test_client()
+    assert client.post(f"{API}/{by_api}/renew", headers=bearer(token)).status_code == 200
+    page = signed_in(app, "ada@example.com")
+    assert post_action(page, f"/keys/{by_page}/renew").status_code == 302
+    expiries = [datetime.fromisoformat(key["expires_at"])
+                for key in client.get(API, query_string={"status": "all"}, headers=bearer(token)).get_json()["data"]
+                if key["id"] in (by_api, by_page)]
+    assert len(expiries) == 2 and abs(expiries[0] - expiries[1]) < timedelta(seconds=30)
+    assert abs(expiries[0] - (now + timedelta(days=renewed_days))) < timedelta(seconds=30)
+
+
 # -- changing ------------------------------------------------------------------------------------------------------
 
 def test_patch_changes_only_what_it_names_and_put_replaces_everything(api):
@@ -437,4 +462,4 @@ def test_scopes_follow_a_new_decorated_route(tmp_path):
     _, token = new_key(app, owner, scopes=("read:data",))
     body = app.test_client().get("/api/v1/scopes", headers=bearer(token)).get_json()
     assert "GET /reports" in {scope["name"]: scope["routes"] for scope in body["scopes"]}["read:data"]
-    app.extensions["keyfob.usage"].stop()
+    KeyCore.of(app).usage.stop()

@@ -17,4 +17,4 @@ def test_wsgi_cost_reports_every_scenario_and_the_whoami_breakdown():
     figures = dict(re.findall(r"^(\S+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([+-][\d.]+)$", result.stdout, re.MULTILINE))
     assert set(figures) == {"healthz", "whoami_valid", "whoami_bad_checksum"}
     assert float(figures["healthz"]) == 0.0
-    assert "service.verify()" in result.stdout and "of which service._lookup()" in result.stdout
+    assert "verification.verify()" in result.stdout and "of which verification._lookup()" in result.stdout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.accounts import service
 from app.accounts.models import User
 from app.extensions import db
+from tests.functional.keyhelpers import audit_rows
 from tests.support import PASSWORD
 
 
@@ -57,8 +59,16 @@ def test_promote_demote_and_list(app, runner, user):
     listing = runner.invoke(args=["users", "list"]).output
     assert "ada@example.com\tadmin\tactive" in listing
     assert "last login never" in listing
+    # The last active admin stays one: the accounts core refuses, whichever face asks.
+    refused = runner.invoke(args=["users", "demote", "ada@example.com"])
+    assert refused.exit_code == 1
+    assert "ada@example.com is the last active admin: promote someone else first." in refused.output
+    assert get_user(app, "ada@example.com").is_admin
+    with app.app_context():
+        service.create_user("grace@example.com", PASSWORD, is_admin=True)
     assert runner.invoke(args=["users", "demote", "ada@example.com"]).exit_code == 0
     assert not get_user(app, "ada@example.com").is_admin
+    assert [row["actor"] for row in audit_rows(app, "user.demoted")] == ["cli"]
 
 
 def test_promote_unknown_user_fails(runner):

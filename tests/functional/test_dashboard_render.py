@@ -11,7 +11,7 @@ import pytest
 
 from app.audit.service import Actor
 from app.database import utcnow
-from app.keys import service
+from app.keys import queries, service
 from tests.functional.dashboard_helpers import HTMX, page_text
 from tests.functional.keyhelpers import new_key, rows
 
@@ -49,7 +49,7 @@ def keys(app, client, auth):
     disabled, _ = new_key(app, user_id, name="off", days=60)
     soon, _ = new_key(app, user_id, name="soon", now=utcnow() - timedelta(days=87), days=90)
     with app.app_context():
-        service.disable(service.find_key(disabled), actor=Actor.cli())
+        service.disable(queries.get_key(disabled), actor=Actor.cli())
     return {"live": live, "off": disabled, "soon": soon}
 
 

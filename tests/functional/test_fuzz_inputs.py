@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.database import utcnow
+from app.keys.core import KeyCore
 from tests.functional.keyhelpers import bearer, new_key
 from tests.functional.route_matrix import (
     ADMIN,
@@ -185,7 +186,7 @@ def test_a_nul_in_a_refused_keys_user_agent_is_audited_without_it(world):
     client = world.app.test_client()
     response = client.get("/api/v1/whoami", headers={**bearer("kf_" + "A" * 33), "User-Agent": "evil\x00agent"})
     assert response.status_code == 401
-    world.app.extensions["keyfob.usage"].flush()  # raises if the database refuses the row
+    KeyCore.of(world.app).usage.flush()  # raises if the database refuses the row
     agents = [row[-1] for row in snapshot(world.app)["audit_events"]]
     assert "evil\ufffdagent" in agents
 

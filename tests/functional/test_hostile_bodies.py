@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.dates import OUT_OF_RANGE
+from app.keys.core import KeyCore
 from app.request_body import MAX_BODY_BYTES, MAX_DEPTH, NUL_MESSAGE, SURROGATE_MESSAGE
 from tests.functional.keyhelpers import bearer, new_key
 from tests.functional.route_matrix import (
@@ -225,7 +226,7 @@ def fragile_app(tmp_path):
     app.view_functions["auth.login"] = broken
     app.view_functions["api.openapi_document"] = broken
     yield app
-    app.extensions["keyfob.usage"].stop()
+    KeyCore.of(app).usage.stop()
 
 
 def test_an_unexpected_exception_gets_keyfobs_own_answer_logged_in_one_line(fragile_app, caplog):

@@ -11,9 +11,10 @@ from app.accounts.models import User
 from app.audit.service import Actor
 from app.database import utcnow
 from app.extensions import db
-from app.keys import service, tokens
+from app.keys import queries, service, tokens, verification
 from app.keys.policy import KeyInputError
-from app.keys.service import KeyStateError, Outcome
+from app.keys.service import KeyStateError
+from app.keys.verification import Outcome
 from tests.functional.keyhelpers import (
     add_user,
     all_stored_values,
@@ -62,8 +63,8 @@ def test_create_returns_the_record_and_a_plaintext_that_is_stored_nowhere(core):
     assert key.display_start == token[:9] and token.startswith(key.display_start) and len(token) == 36
 
     # Use it, successfully and not, so usage and failure audit rows exist too, then look everywhere.
-    assert service.verify(token, ["read:data"], client_ip="10.1.1.1").ok
-    assert service.verify(token, ["keys:write"], client_ip="10.1.1.1").outcome is Outcome.INSUFFICIENT_SCOPE
+    assert verification.verify(token, ["read:data"], client_ip="10.1.1.1").ok
+    assert verification.verify(token, ["keys:write"], client_ip="10.1.1.1").outcome is Outcome.INSUFFICIENT_SCOPE
     flush(app)
     secret_part = token[len(key.display_start):]
     stored = all_stored_values(app)
@@ -127,7 +128,7 @@ def test_non_expiring_keys_only_when_allowed(core, apps):
     with app.app_context():
         key, token = make(_owner_in(app), expires_at=None)
         assert key.expires_at is None
-        assert service.verify(token, now=utcnow() + 3650 * DAY).ok
+        assert verification.verify(token, now=utcnow() + 3650 * DAY).ok
 
 
 # -- update ----------------------------------------------------------------------------------------------------------
@@ -135,14 +136,14 @@ def test_non_expiring_keys_only_when_allowed(core, apps):
 def test_update_changes_fields_returns_their_names_and_audits(core):
     app, owner = core
     key, token = make(owner, rate_limit=10)
-    assert service.verify(token, ["write:data"]).outcome is Outcome.INSUFFICIENT_SCOPE
+    assert verification.verify(token, ["write:data"]).outcome is Outcome.INSUFFICIENT_SCOPE
 
     changed = service.update(key, actor=Actor.user(owner), name="renamed", scopes=["read:data", "write:data"],
                              rate_limit=10, description="")  # unchanged rate limit and description
     assert sorted(changed) == ["name", "scopes"]
     db.session.expire_all()
     assert (key.name, key.scopes, key.rate_limit) == ("renamed", ("read:data", "write:data"), 10)
-    assert service.verify(token, ["write:data"]).ok
+    assert verification.verify(token, ["write:data"]).ok
     [updated] = audit_rows(app, "key.updated")
     assert updated["detail"] == "changed: name, scopes" and updated["actor"] == f"user:{owner.id}"
 
@@ -189,10 +190,10 @@ def test_rotate_with_a_grace_period_keeps_the_old_secret_working_until_it_ends(c
     assert key.secret_hash == expected_digest(new) and key.display_start == new[:9]
 
     ip = "10.2.3.4"
-    assert service.verify(old, client_ip=ip, now=now + timedelta(minutes=59)).ok
-    assert service.verify(new, client_ip=ip, now=now + timedelta(minutes=59)).ok
-    assert service.verify(old, client_ip=ip, now=now + timedelta(minutes=61)).outcome is Outcome.REVOKED
-    assert service.verify(new, client_ip=ip, now=now + timedelta(minutes=61)).ok
+    assert verification.verify(old, client_ip=ip, now=now + timedelta(minutes=59)).ok
+    assert verification.verify(new, client_ip=ip, now=now + timedelta(minutes=59)).ok
+    assert verification.verify(old, client_ip=ip, now=now + timedelta(minutes=61)).outcome is Outcome.REVOKED
+    assert verification.verify(new, client_ip=ip, now=now + timedelta(minutes=61)).ok
 
     [rotated] = audit_rows(app, "key.rotated")
     assert rotated["detail"] == f"replaces {old[:9]}; old secret valid for 1h"
@@ -203,8 +204,8 @@ def test_rotate_without_grace_refuses_the_old_secret_at_once(core):
     _, owner = core
     key, old = make(owner)
     new = service.rotate(key, "none", actor=Actor.cli())
-    assert not service.verify(old).ok
-    assert service.verify(new).ok
+    assert not verification.verify(old).ok
+    assert verification.verify(new).ok
 
 
 def test_rotate_refuses_an_unknown_grace_period_and_changes_nothing(core):
@@ -215,7 +216,7 @@ def test_rotate_refuses_an_unknown_grace_period_and_changes_nothing(core):
     assert caught.value.field == "grace"
     db.session.expire_all()
     assert key.secret_hash == expected_digest(token)
-    assert service.verify(token).ok
+    assert verification.verify(token).ok
 
 
 def test_rotate_of_a_revoked_key_is_refused(core):
@@ -232,15 +233,15 @@ def test_rotate_of_an_expired_key_gives_a_new_expiry_and_drops_the_old_secret(co
     _, owner = core
     now = utcnow()
     key, old = make(owner, now=now - 20 * DAY, days=10)  # lived 10 days, expired 10 days ago
-    assert service.verify(old, now=now).outcome is Outcome.EXPIRED
+    assert verification.verify(old, now=now).outcome is Outcome.EXPIRED
 
     new = service.rotate(key, "24h", actor=Actor.cli(), now=now)
     db.session.expire_all()
     assert key.expires_at == now + 10 * DAY
     assert key.previous_secret_hash is None and key.previous_secret_expires_at is None
     soon = now + timedelta(minutes=1)
-    assert service.verify(new, now=soon).ok
-    assert not service.verify(old, now=soon).ok
+    assert verification.verify(new, now=soon).ok
+    assert not verification.verify(old, now=soon).ok
 
 
 # -- renew -----------------------------------------------------------------------------------------------------------
@@ -249,12 +250,12 @@ def test_renew_moves_the_expiry_within_policy(core):
     app, owner = core
     now = utcnow()
     key, token = make(owner, now=now, days=10)
-    assert service.verify(token, now=now + 50 * DAY).outcome is Outcome.EXPIRED
+    assert verification.verify(token, now=now + 50 * DAY).outcome is Outcome.EXPIRED
 
     service.renew(key, now + 100 * DAY, actor=Actor.cli(), now=now)
     db.session.expire_all()
     assert key.expires_at == now + 100 * DAY
-    assert service.verify(token, now=now + 50 * DAY).ok
+    assert verification.verify(token, now=now + 50 * DAY).ok
     assert audit_rows(app, "key.renewed")[0]["detail"] == f"expires: {(now + 100 * DAY).isoformat()}"
 
     with pytest.raises(KeyInputError) as caught:
@@ -269,9 +270,9 @@ def test_renew_makes_an_expired_key_usable_again(core):
     _, owner = core
     now = utcnow()
     key, token = make(owner, now=now - 40 * DAY, days=30)
-    assert service.verify(token, now=now).outcome is Outcome.EXPIRED
+    assert verification.verify(token, now=now).outcome is Outcome.EXPIRED
     service.renew(key, now + 30 * DAY, actor=Actor.cli(), now=now)
-    assert service.verify(token, now=now).ok
+    assert verification.verify(token, now=now).ok
 
 
 def test_renew_of_a_revoked_key_is_refused(core):
@@ -288,9 +289,9 @@ def test_revoke_stops_the_key_for_good(core):
     app, owner = core
     now = utcnow()
     key, token = make(owner, now=now)
-    assert service.verify(token).ok
+    assert verification.verify(token).ok
     service.revoke(key, "  leaked in a CI log  ", actor=Actor.user(owner), now=now)
-    assert service.verify(token).outcome is Outcome.REVOKED
+    assert verification.verify(token).outcome is Outcome.REVOKED
     db.session.expire_all()
     assert key.revoked_at == now and key.revoked_reason == "leaked in a CI log"
     assert key.status(utcnow()) == "revoked"
@@ -311,7 +312,7 @@ def test_a_revoke_refused_for_a_too_long_reason_changes_nothing(core):
         service.revoke(key, "x" * 501, actor=Actor.cli())
     assert caught.value.field == "reason"
     service.update(other, actor=Actor.cli(), name="renamed")  # any later commit in the same session
-    assert service.verify(token).ok
+    assert verification.verify(token).ok
     assert audit_rows(app, "key.revoked") == []
 
 
@@ -319,20 +320,20 @@ def test_revoke_also_ends_a_rotated_keys_grace_secret(core):
     _, owner = core
     key, old = make(owner)
     new = service.rotate(key, "24h", actor=Actor.cli())
-    assert service.verify(old).ok
+    assert verification.verify(old).ok
     service.revoke(key, actor=Actor.cli())
-    assert not service.verify(old).ok
-    assert service.verify(new).outcome is Outcome.REVOKED
+    assert not verification.verify(old).ok
+    assert verification.verify(new).outcome is Outcome.REVOKED
 
 
 def test_disable_and_enable(core):
     app, owner = core
     key, token = make(owner)
     service.disable(key, actor=Actor.cli())
-    assert service.verify(token).outcome is Outcome.DISABLED
+    assert verification.verify(token).outcome is Outcome.DISABLED
     assert [row["actor"] for row in audit_rows(app, "key.disabled")] == ["cli"]
     service.enable(key, actor=Actor.cli())
-    assert service.verify(token).ok
+    assert verification.verify(token).ok
     assert len(audit_rows(app, "key.enabled")) == 1
     assert audit_rows(app, "key.updated") == []
 
@@ -358,7 +359,7 @@ def test_expiring_lists_the_owners_unrevoked_keys_soonest_first(core):
     lapsed_10 = key_expiring_in(-10, name="expired 10 days ago")
     key_expiring_in(-40, name="expired 40 days ago")
 
-    assert [key.id for key in service.expiring(owner, 14, now=now)] == [in_3, in_10, in_14]
-    assert [key.id for key in service.expiring(owner, 14, expired_within_days=30, now=now)] == [
+    assert [key.id for key in queries.expiring(owner, 14, now=now)] == [in_3, in_10, in_14]
+    assert [key.id for key in queries.expiring(owner, 14, expired_within_days=30, now=now)] == [
         lapsed_10, in_3, in_10, in_14]
-    assert [key.name for key in service.expiring(other, 14, now=now)] == ["someone else's"]
+    assert [key.name for key in queries.expiring(other, 14, now=now)] == ["someone else's"]

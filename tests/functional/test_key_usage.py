@@ -10,7 +10,8 @@ import pytest
 
 from app.api.decorator import require_api_key
 from app.database import utcnow
-from app.keys import service, tokens
+from app.keys import tokens, verification
+from app.keys.core import KeyCore
 from app.keys.usage import UsageBuffer
 from tests.functional.keyhelpers import (
     WHOAMI,
@@ -118,7 +119,7 @@ def test_failures_of_a_known_key_are_counted_and_audited(app, user):
         assert response.status_code == 403
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
     with app.app_context():
-        assert service.verify(token, now=utcnow() + timedelta(days=31)).outcome is service.Outcome.EXPIRED
+        assert verification.verify(token, now=utcnow() + timedelta(days=31)).outcome is verification.Outcome.EXPIRED
     assert audit_rows(app, "key.verify_failed") == []  # buffered
 
     flush(app)
@@ -173,7 +174,7 @@ def test_a_failed_flush_keeps_every_count_for_the_next(app, user, monkeypatch):
     with pytest.raises(RuntimeError):
         flush(app)
     assert load_key(app, key_id).usage_count == 0
-    assert app.extensions["keyfob.usage"].pending_uses() == 5
+    assert KeyCore.of(app).usage.pending_uses() == 5
 
     for _ in range(3):
         assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
@@ -199,7 +200,7 @@ def test_two_processes_on_one_database_add_up(apps):
     assert one.get(WRITE, headers=bearer(token)).status_code == 403
     assert two.get(WRITE, headers=bearer(token)).status_code == 403
     with second.app_context():
-        assert service.verify(token, client_ip="10.0.0.3", now=utcnow() - timedelta(hours=1)).ok
+        assert verification.verify(token, client_ip="10.0.0.3", now=utcnow() - timedelta(hours=1)).ok
 
     # The second process's uses are all older than the first's; flushed last, they must not move last_used_at back.
     assert flush(first) == 7

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.keys import service
+from app.keys import verification
 from app.keys.models import ApiKey
 from tests.functional.keyhelpers import bearer, load_key, new_key
 from tests.support import on_postgres
@@ -41,7 +41,7 @@ def test_every_pooled_connection_is_handed_out_with_transactions_on(app, client,
 def test_a_write_after_a_lookup_is_still_undone_by_a_rollback(app, user):
     key_id, token = new_key(app, user, name="before")
     with app.app_context():
-        assert service.verify(token).ok  # the lookup's connection goes back to the pool; the session takes it next
+        assert verification.verify(token).ok  # the lookup's connection goes back to the pool; the session takes it next
         db.session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(name="changed"))
         db.session.rollback()
     assert load_key(app, key_id).name == "before"
@@ -61,7 +61,7 @@ def test_on_postgresql_the_lookup_opens_no_transaction(app, user):
     sa.event.listen(engine, "after_cursor_execute", after)
     try:
         with app.app_context():
-            assert service.verify(token).ok
+            assert verification.verify(token).ok
     finally:
         sa.event.remove(engine, "after_cursor_execute", after)
     assert statuses == ["IDLE"]  # inside a transaction it would be INTRANS

@@ -13,6 +13,7 @@ from app.accounts.models import User
 from app.audit.models import Alert
 from app.audit.service import Actor
 from app.extensions import db
+from app.keys.core import KeyCore
 from tests.functional.keyhelpers import bearer, flush, new_key
 from tests.functional.served import gunicorn_with_a_key, status_of
 from tests.support import PASSWORD, AuthActions
@@ -37,7 +38,7 @@ def metrics_app(tmp_path):
         accounts.create_user("admin@example.com", PASSWORD, is_admin=True)
         user = accounts.create_user("user@example.com", PASSWORD).id
     yield app, user
-    app.extensions["keyfob.usage"].stop()
+    KeyCore.of(app).usage.stop()
 
 
 def scrape(client) -> str:

@@ -13,6 +13,7 @@ import time
 import pytest
 from limits.storage import storage_from_string
 
+from app import counters
 from app.keys import service
 from app.keys.ratelimit import KeyRateLimiter
 from tests.functional.keyhelpers import (
@@ -67,7 +68,7 @@ def two_processes(tmp_path, redis_url):
     yield make
     factory.close()
     for app in made:
-        app.extensions["keyfob.ratelimit_storage"].storage.close()
+        app.extensions[counters.EXTENSION].storage.close()
 
 
 # -- the limiter on Redis ------------------------------------------------------------------------------------------
@@ -223,4 +224,4 @@ def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_pa
             assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "rate_limits": "ok"}
         finally:
             factory.close()
-            app.extensions["keyfob.ratelimit_storage"].storage.close()
+            app.extensions[counters.EXTENSION].storage.close()

@@ -17,7 +17,7 @@ from app.accounts.models import User
 from app.api.decorator import require_api_key
 from app.database import utcnow
 from app.extensions import db
-from app.keys import service, tokens
+from app.keys import service, tokens, verification
 from app.keys.models import ApiKey
 from tests.functional.keyhelpers import (
     QUIET,
@@ -336,10 +336,10 @@ def test_verify_returns_a_frozen_record_of_the_key(app, user):
     key_id, token = new_key(app, user, name="billing sync", scopes=["write:data", "read:data"], now=now,
                             allowed_ips=["10.0.0.0/8", "2001:db8::/32"], rate_limit=600, remaining_uses=5)
     with app.app_context():
-        result = service.verify(token, ["read:data"], client_ip="10.1.2.3", now=now)
+        result = verification.verify(token, ["read:data"], client_ip="10.1.2.3", now=now)
     assert result.ok
     key = result.key
-    assert isinstance(key, service.VerifiedKey)
+    assert isinstance(key, verification.VerifiedKey)
     assert (key.id, key.user_id, key.name, key.display_start) == (key_id, user, "billing sync", token[:9])
     assert key.scopes == ("read:data", "write:data")
     assert key.allowed_ips == ("10.0.0.0/8", "2001:db8::/32")
@@ -407,7 +407,7 @@ LOOKUP_SQL = "FROM api_keys JOIN users"
 def test_verifying_a_valid_key_costs_one_query(app, user):
     _, token = new_key(app, user)
     with app.app_context():
-        result, queries = _queries_during(app, lambda: service.verify(token))
+        result, queries = _queries_during(app, lambda: verification.verify(token))
     assert result.ok
     assert len(queries) == 1 and LOOKUP_SQL in queries[0]
 
@@ -465,7 +465,7 @@ class _FlakyDriver:
 @pytest.fixture
 def flaky(app, monkeypatch):
     sleeps: list[float] = []
-    monkeypatch.setattr(service.time, "sleep", sleeps.append)
+    monkeypatch.setattr(verification.time, "sleep", sleeps.append)
 
     def install(failures: int, message: str = BLIP) -> tuple[_FlakyDriver, list[float]]:
         with app.app_context():
@@ -482,17 +482,17 @@ def test_a_database_blip_during_the_lookup_is_retried_with_backoff(app, client, 
     driver, sleeps = flaky(failures=2)
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 200
     assert driver.attempts == 3
-    assert sleeps == [service.LOOKUP_BACKOFF_SECONDS, service.LOOKUP_BACKOFF_SECONDS * 2]
+    assert sleeps == [verification.LOOKUP_BACKOFF_SECONDS, verification.LOOKUP_BACKOFF_SECONDS * 2]
 
 
 def test_a_lasting_outage_during_the_lookup_answers_503_after_the_retries(app, client, user, flaky):
     _, token = new_key(app, user)
-    driver, sleeps = flaky(failures=service.LOOKUP_ATTEMPTS)
+    driver, sleeps = flaky(failures=verification.LOOKUP_ATTEMPTS)
     response = client.get(WHOAMI, headers=bearer(token))
     assert response.status_code == 503
     assert response.get_json()["error"] == "service_unavailable"
     assert int(response.headers["Retry-After"]) > 0
-    assert driver.attempts == service.LOOKUP_ATTEMPTS and len(sleeps) == service.LOOKUP_ATTEMPTS - 1
+    assert driver.attempts == verification.LOOKUP_ATTEMPTS and len(sleeps) == verification.LOOKUP_ATTEMPTS - 1
     assert client.get(WHOAMI, headers=bearer(token)).status_code == 200  # the pool recovers
 
 
@@ -519,11 +519,12 @@ def test_an_unreachable_database_answers_503_not_500(tmp_path):
 def test_an_outage_is_retried_three_times_with_growing_pauses_then_503(tmp_path, monkeypatch):
     app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path), **QUIET))
     pauses: list[float] = []
-    monkeypatch.setattr(service.time, "sleep", pauses.append)
+    monkeypatch.setattr(verification.time, "sleep", pauses.append)
     try:
         response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
         assert response.status_code == 503
-        assert pauses == [service.LOOKUP_BACKOFF_SECONDS, service.LOOKUP_BACKOFF_SECONDS * 2]  # 3 tries, 2 pauses
+        backoff = verification.LOOKUP_BACKOFF_SECONDS
+        assert pauses == [backoff, backoff * 2]  # 3 tries, 2 pauses
     finally:
         close_app(app)
 
