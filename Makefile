@@ -44,6 +44,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py
 	# Security lint: no high-severity finding in the application code.
 	$(BIN)/bandit -q -lll -r app wsgi.py gunicorn.conf.py
+	# Layers: the core imports no face and reads no request, and app/ has no import cycle (pyproject.toml).
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 # The whole suite twice: on SQLite, then on PostgreSQL. tests/pg_cluster.py starts a throwaway cluster with the
 # machine's PostgreSQL 15 and removes it afterwards, or uses TEST_DATABASE_URL when given; without PostgreSQL it
