@@ -78,8 +78,8 @@ def _show_error_on(form, error: KeyInputError, field_names: dict[str, str] | Non
 
 def _shown_once(key: ApiKey, token: str, *, rotated_grace: str | None = None):
     """The one answer that carries a plaintext key: never cached, never kept in htmx's history."""
-    response = make_response(render_template("keys/created.html", key=key, token=token, rotated_grace=rotated_grace,
-                                             now=utcnow()))
+    response = make_response(render_template("dashboard/created.html", key=key, token=token,
+                                             rotated_grace=rotated_grace, now=utcnow()))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
@@ -99,12 +99,12 @@ def index():
     context = {"listing": listing, "status": status, "search": search, "now": now,
                "warning_days": settings().warning_days}
     if is_htmx():
-        return render_template("keys/_key_list.html", **context)
+        return render_template("dashboard/_key_list.html", **context)
     ended = None
     if status == "live" and not search:
         ended = queries.key_page(current_user.id, now=now, warning_days=settings().warning_days, status="ended",
                                  per_page=10)
-    return render_template("keys/index.html", ended=ended, **_renewal(now), **context)
+    return render_template("dashboard/index.html", ended=ended, **_renewal(now), **context)
 
 
 # -- create --------------------------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def create():
             _show_error_on(form, error, {"expires_at": "expires_on" if form.expiry.data == "date" else "expiry"})
         else:
             return _shown_once(key, token)
-    return render_template("keys/new.html", form=form), 422 if form.errors or form.form_errors else 200
+    return render_template("dashboard/new.html", form=form), 422 if form.errors or form.form_errors else 200
 
 
 # -- one key -------------------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def _detail_page(key: ApiKey, *, settings_form=None, rotate_form=None, status: i
     now = utcnow()
     chart = stacked_daily_chart(queries.daily_usage([key.id], CHART_DAYS, now.date()))
     return render_template(
-        "keys/detail.html", key=key, now=now, chart=chart, events=queries.key_events(key.id),
+        "dashboard/detail.html", key=key, now=now, chart=chart, events=queries.key_events(key.id),
         settings_form=settings_form or _settings_form(key, submitted=False),
         rotate_form=rotate_form or RotateForm(formdata=None), action_form=ActionForm(formdata=None),
         revoke_form=RevokeForm(formdata=None), warning_days=settings().warning_days,
@@ -212,9 +212,9 @@ def renew(key_id: int):
     try:
         service.renew(key, actor=signed_in_person(), now=now)
     except KeyStateError as error:
-        return _state_refused(form, key, error, "keys/_renewal_update.html")
+        return _state_refused(form, key, error, "dashboard/_renewal_update.html")
     return _after_change(form, key, f"Renewed {key.name}: it now expires on {key.expires_at:%d %b %Y}.",
-                         fragment="keys/_renewal_update.html", refresh_lists=True)
+                         fragment="dashboard/_renewal_update.html", refresh_lists=True)
 
 
 def _switch(key_id: int, disabled: bool):
@@ -225,10 +225,10 @@ def _switch(key_id: int, disabled: bool):
     try:
         service.update(key, actor=signed_in_person(), disabled=disabled)
     except KeyStateError as error:
-        return _state_refused(form, key, error, "keys/_row_update.html")
+        return _state_refused(form, key, error, "dashboard/_row_update.html")
     message = (f"Disabled {key.name}: requests with it are refused until you enable it." if disabled
                else f"Enabled {key.name}.")
-    return _after_change(form, key, message, fragment="keys/_row_update.html")
+    return _after_change(form, key, message, fragment="dashboard/_row_update.html")
 
 
 @bp.post("/<int:key_id>/disable")
@@ -255,11 +255,11 @@ def revoke(key_id: int):
         except KeyInputError as error:
             _show_error_on(form, error)
         except KeyStateError as error:
-            return _state_refused(form, key, error, "keys/_row_update.html")
+            return _state_refused(form, key, error, "dashboard/_row_update.html")
         else:
             return _after_change(form, key, f"Revoked {key.name}. Requests with it are refused from now on.",
-                                 fragment="keys/_row_update.html")
+                                 fragment="dashboard/_row_update.html")
     elif request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
     status = 422 if form.errors or form.form_errors else 200
-    return render_template("keys/revoke.html", key=key, form=form, now=utcnow()), status
+    return render_template("dashboard/revoke.html", key=key, form=form, now=utcnow()), status
