@@ -63,7 +63,7 @@ def overview():
         "admin/overview.html", now=now, totals=queries.totals(now, settings().warning_days),
         chart=stacked_daily_chart(queries.daily_usage(None, CHART_DAYS, now.date())),
         top=queries.top_keys(CHART_DAYS, now.date()), alerts=audit_queries.alerts(open_only=True, limit=5),
-        open_alerts=audit_queries.open_alert_count(), warning_days=settings().warning_days)
+        open_alerts=audit_queries.open_alert_count())
 
 
 @bp.get("/keys")
@@ -75,7 +75,7 @@ def keys():
                                      page=request.args.get("page", 1, type=int))
     arguments = {name: value for name, value in request.args.items() if name != "page"}
     return render_template("admin/keys.html", form=form, listing=listing, arguments=arguments, now=now,
-                           warning_days=settings().warning_days, action_form=ActionForm())
+                           action_form=ActionForm())
 
 
 @bp.get("/keys/<int:key_id>")
@@ -83,7 +83,7 @@ def key(key_id: int):
     key = queries.get_key(key_id)
     now = utcnow()
     return render_template(
-        "admin/key.html", key=key, now=now, warning_days=settings().warning_days,
+        "admin/key.html", key=key, now=now,
         chart=stacked_daily_chart(queries.daily_usage([key.id], CHART_DAYS, now.date())),
         events=queries.key_events(key.id, limit=100), action_form=ActionForm(), revoke_form=RevokeForm())
 
@@ -99,7 +99,7 @@ def alerts():
 def health():
     now = utcnow()
     return render_template("admin/health.html", lists=queries.health_lists(now, settings().catalogue),
-                           reasons=HEALTH_REASONS, now=now, warning_days=settings().warning_days,
+                           reasons=HEALTH_REASONS, now=now,
                            action_form=ActionForm())
 
 

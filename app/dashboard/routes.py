@@ -96,8 +96,7 @@ def index():
     search = request.args.get("q", "").strip()[:100]
     listing = queries.key_page(current_user.id, now=now, warning_days=settings().warning_days, status=status,
                                search=search, page=request.args.get("page", 1, type=int))
-    context = {"listing": listing, "status": status, "search": search, "now": now,
-               "warning_days": settings().warning_days}
+    context = {"listing": listing, "status": status, "search": search, "now": now}
     if is_htmx():
         return render_template("dashboard/_key_list.html", **context)
     ended = None
@@ -135,7 +134,7 @@ def _detail_page(key: ApiKey, *, settings_form=None, rotate_form=None, status: i
         "dashboard/detail.html", key=key, now=now, chart=chart, events=queries.key_events(key.id),
         settings_form=settings_form or _settings_form(key, submitted=False),
         rotate_form=rotate_form or RotateForm(formdata=None), action_form=ActionForm(formdata=None),
-        revoke_form=RevokeForm(formdata=None), warning_days=settings().warning_days,
+        revoke_form=RevokeForm(formdata=None),
         renewed_expiry=service.renewal_expiry(key, now),
     ), status
 
@@ -192,7 +191,7 @@ def _after_change(form, key: ApiKey, message: str, *, fragment: str, status: int
         return redirect(_back(form, url_for("dashboard.detail", key_id=key.id)))
     now = utcnow()
     response = make_response(render_template(
-        fragment, key=key, now=now, warning_days=settings().warning_days, **_renewal(now)), status)
+        fragment, key=key, now=now, **_renewal(now)), status)
     if refresh_lists:
         response.headers["HX-Trigger"] = "keys-changed"
     return response
