@@ -71,7 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
 
     from app import admin, api, auth, dashboard, health
     from app.accounts.cli import users_cli
-    from app.keys.cli import keys_cli
+    from app.keys.cli import keys_cli, verifiers_cli
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
@@ -80,6 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     app.register_blueprint(admin.bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(verifiers_cli)
     return app
 
 

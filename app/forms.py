@@ -39,3 +39,13 @@ class BoundedDateField(DateField):
         if self.data is not None and not dates.in_range(self.data):
             self.data = None
             raise ValueError(dates.OUT_OF_RANGE)
+
+
+def show_error_on(form: Form, error, field_names: dict[str, str] | None = None) -> None:
+    """Put a core's refusal (anything with `field` and `message`) next to the field it names, through `field_names`
+    when the form calls it otherwise, or above the form when no field fits."""
+    name = (field_names or {}).get(error.field, error.field)
+    if name in form:
+        form[name].errors = [*form[name].errors, error.message]
+    else:
+        form.form_errors.append(error.message)

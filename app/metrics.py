@@ -26,14 +26,16 @@ from app.errors import error_response
 
 bp = Blueprint("metrics", __name__)
 
-VERIFICATIONS = Counter("keyfob_key_verifications", "API key verifications, by outcome", ["outcome"])
+# `via`: "keyfob" for Keyfob's own routes (@require_api_key), else the name of the verifier that asked.
+VERIFICATIONS = Counter("keyfob_key_verifications", "API key verifications, by outcome and by who asked",
+                        ["outcome", "via"])
 REQUEST_SECONDS = Histogram("keyfob_request_duration_seconds", "Time to answer a request, by route and method",
                             ["route", "method"],
                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
-def count_verification(outcome: str) -> None:
-    VERIFICATIONS.labels(outcome).inc()
+def count_verification(outcome: str, via: str = "keyfob") -> None:
+    VERIFICATIONS.labels(outcome, via).inc()
 
 
 class DatabaseGauges:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import InputRequired, NumberRange, Optional
 
 from app.accounts import service as accounts
 from app.audit.queries import AuditFilters
@@ -56,3 +56,12 @@ class AuditFilterForm(_QueryForm):
         return AuditFilters(actor_ids=actor_ids, key=self.key.data or "", event=self.event.data or "",
                             since=midnight(self.since.data) if self.since.data else None,
                             until=midnight(self.until.data) + timedelta(days=1) if self.until.data else None)
+
+
+class VerifierForm(Form):
+    """A new verifier credential: the service's name and what it is. The core checks the name's rules."""
+
+    name = StringField("Service name", validators=[InputRequired("Name the service, such as billing-service.")],
+                       description="Lower-case letters, digits, dots, dashes and underscores.")
+    description = StringField("Description", validators=[Optional()],
+                              description="Optional: what the service is and who runs it.")

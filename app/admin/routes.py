@@ -6,14 +6,24 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 
 from app.accounts import service as accounts
 from app.accounts.models import User
 from app.actors import signed_in_person
 from app.admin import bp
-from app.admin.forms import AuditFilterForm, KeyFilterForm
+from app.admin.forms import AuditFilterForm, KeyFilterForm, VerifierForm
 from app.audit import queries as audit_queries
 from app.audit import service as audit
 from app.audit.models import Alert
@@ -23,7 +33,8 @@ from app.dashboard.forms import ActionForm, RevokeForm
 from app.database import MAX_ID, utcnow
 from app.errors import error_response
 from app.extensions import db, login_manager
-from app.keys import queries, service
+from app.forms import show_error_on
+from app.keys import queries, service, verifiers
 from app.keys.core import settings
 from app.keys.policy import KeyInputError
 from app.keys.service import KeyStateError
@@ -246,3 +257,62 @@ def change_user(user_id: int, action: str):
         return redirect(url_for("admin.users"))
     flash(f"{action.capitalize()}d {user.email}.", "success")  # promoted, demoted, deactivated, reactivated
     return redirect(url_for("admin.users"))
+
+
+# -- verifier credentials --------------------------------------------------------------------------------------------
+
+def _verifier(verifier_id: int):
+    verifier = verifiers.get_verifier(verifier_id)
+    if verifier is None:
+        abort(404)
+    return verifier
+
+
+def _credential_shown_once(verifier, token: str, *, rotated: bool):
+    """The one answer that carries a verifier's plaintext credential: never cached."""
+    response = make_response(render_template("admin/verifier_created.html", verifier=verifier, token=token,
+                                             rotated=rotated))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.route("/verifiers", methods=["GET", "POST"], endpoint="verifiers")
+def verifiers_page():
+    form = VerifierForm()
+    if form.validate_on_submit():
+        try:
+            verifier, token = verifiers.create(form.name.data, actor=signed_in_person(),
+                                               description=form.description.data or "")
+        except verifiers.VerifierError as error:
+            show_error_on(form, error)
+        else:
+            return _credential_shown_once(verifier, token, rotated=False)
+    status = 422 if form.errors or form.form_errors else 200
+    return render_template("admin/verifiers.html", verifiers=verifiers.list_verifiers(), form=form, now=utcnow(),
+                           action_form=ActionForm()), status
+
+
+@bp.post("/verifiers/<int:verifier_id>/rotate")
+def rotate_verifier(verifier_id: int):
+    _checked_post()
+    verifier = _verifier(verifier_id)
+    try:
+        token = verifiers.rotate(verifier, actor=signed_in_person())
+    except verifiers.VerifierError as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.verifiers"))
+    return _credential_shown_once(verifier, token, rotated=True)
+
+
+@bp.post("/verifiers/<int:verifier_id>/revoke")
+def revoke_verifier(verifier_id: int):
+    _checked_post()
+    verifier = _verifier(verifier_id)
+    try:
+        verifiers.revoke(verifier, actor=signed_in_person())
+    except verifiers.VerifierError as error:
+        flash(error.message, "error")
+    else:
+        flash(f"Revoked the verifier {verifier.name}: it can check no key from now on.", "success")
+    return redirect(url_for("admin.verifiers"))

@@ -1,4 +1,5 @@
-"""The JSON API for client apps, at /api/v1, guarded by API keys (never by cookies, so no CSRF)."""
+"""The JSON API at /api/v1: client apps manage keys with an API key, services check keys with a verifier credential
+(POST /keys/verify). Never cookies, so no CSRF."""
 
 from flask import Blueprint
 
@@ -7,4 +8,4 @@ from app.extensions import csrf
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
-from app.api import key_routes, openapi, routes  # noqa: E402,F401  (routes attach themselves to bp)
+from app.api import key_routes, openapi, routes, verify_routes  # noqa: E402,F401  (routes attach themselves to bp)

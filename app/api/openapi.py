@@ -192,6 +192,33 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"],
                         "description": "An OpenAPI 3.1 document."},
     "RevocationById": _object({"id": KEY_ID, "reason": REASON}, required=["id"]),
+    "VerifyRequest": _object({
+        "key": {"type": "string", "maxLength": 10_000, "description": "The API key a client presented to the service."},
+        "scopes": {**SCOPE_LIST, "description": "Scopes the service's route needs; the key must hold them all."},
+        "client_ip": {"type": "string", "description": "The client's IP address, checked against the key's "
+                                                      "allowlist (never the service's own address)."},
+        "method": {"type": "string", "maxLength": 2000, "description": "The client's request method, for the record."},
+        "path": {"type": "string", "maxLength": 2000, "description": "The client's request path, for the record."},
+    }, required=["key"]),
+    "VerifyResult": _object({
+        "valid": {"type": "boolean"},
+        "code": {"type": "string", "enum": ["VALID", "NOT_FOUND", "EXPIRED", "REVOKED", "DISABLED", "SUSPENDED",
+                                            "INSUFFICIENT_SCOPE", "IP_NOT_ALLOWED", "RATE_LIMITED",
+                                            "USAGE_EXCEEDED"]},
+        "key": _object({
+            "id": {"type": ["integer", "null"]}, "name": {"type": "string"},
+            "start": {"type": "string", "description": "The key's display start."},
+            "owner": _nullable(_object({"id": {"type": "integer"}, "email": {"type": "string"}},
+                                       required=["id", "email"])),
+            "scopes": {"type": "array", "items": {"type": "string"}}, "expires_at": _nullable(DATE_TIME),
+        }, required=["id", "name", "start", "owner", "scopes", "expires_at"]),
+        "rate_limit": _nullable(_object({"limit": {"type": "integer"}, "remaining": {"type": "integer"},
+                                         "reset": {"type": "integer", "description": "Seconds."}},
+                                        required=["limit", "remaining", "reset"])),
+        "remaining_uses": {"type": ["integer", "null"], "description": "Uses left after this check."},
+        "missing_scopes": {"type": "array", "items": {"type": "string"}},
+    }, required=["valid", "code"], description="The outcome of a completed check; `key`, `rate_limit` and "
+                                               "`remaining_uses` only for a key that was found."),
 }
 
 
@@ -224,8 +251,9 @@ ERRORS: dict[int, tuple[str, str, list[str], dict[str, bool]]] = {
                         "(`key_in_url`), or a query parameter holds a NUL character (`nul_character`).",
           ["malformed_json", "unknown_fields", "key_in_url", "nul_character"], {}),
     401: ("Unauthorized", "No API key was sent (`missing_token`), or it is mistyped, unknown, expired, revoked, "
-                          "disabled or suspended (`invalid_token`: one answer for all).",
-          ["missing_token", "invalid_token"], {"WWW-Authenticate": True}),
+                          "disabled or suspended (`invalid_token`: one answer for all); for the verification API, "
+                          "no valid verifier credential (`invalid_verifier`).",
+          ["missing_token", "invalid_token", "invalid_verifier"], {"WWW-Authenticate": True}),
     403: ("Forbidden", "A valid key that may not do this: it lacks a scope (`insufficient_scope`, also when asked to "
                        "grant more than it holds, to outlive itself or to make a key less restricted than "
                        "itself), is used from an IP outside its allowlist (`ip_not_allowed`), has used up its quota "
@@ -423,6 +451,17 @@ PATHS: dict[str, dict[str, Any]] = {
             "whoami", "Who the key acts for", tag="Caller", scope="", ok=200, ok_schema="WhoAmI",
             ok_description="The key's owner, display start and scopes."),
     },
+    "/keys/verify": {
+        "post": {**_operation(
+            "verifyKey", "Check a key for one of your services", tag="Verification", scope=None, ok=200,
+            ok_schema="VerifyResult", ok_description="The check was made: `valid` and `code` say its outcome.",
+            body="VerifyRequest", errors=(401, 422),
+            description="For the team's own services and reverse proxies, with a verifier credential an admin issued "
+                        "(never an API key). The same rules, counts, rate limits, quotas and audit as Keyfob's own "
+                        "routes: a key verified here and used on Keyfob's API shares one rate limit and one quota. "
+                        "A completed check answers 200 whatever its outcome. Needs a verifier credential."),
+            "security": [{"verifierAuth": []}]},
+    },
     "/openapi.json": {
         "get": _operation(
             "getOpenApiDocument", "This document", tag="Meta", scope=None, ok=200, ok_schema="OpenApiDocument",
@@ -459,6 +498,7 @@ def _document_json() -> str:
             {"name": "API keys", "description": "The owner's keys: list, create, change, rotate, renew, revoke."},
             {"name": "Scopes", "description": "What each scope allows."},
             {"name": "Caller", "description": "The calling key itself."},
+            {"name": "Verification", "description": "Services check keys, with a verifier credential."},
             {"name": "Meta", "description": "This document."},
         ],
         "paths": PATHS,
@@ -470,6 +510,9 @@ def _document_json() -> str:
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "Keyfob API key",
                                "description": "An API key in `Authorization: Bearer <key>`."},
+                "verifierAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "Keyfob verifier credential",
+                                 "description": "A verifier credential (`<prefix>v_...`) in `Authorization: Bearer`, "
+                                                "issued by an admin for one service."},
             },
         },
     }

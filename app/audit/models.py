@@ -22,6 +22,9 @@ class AuditEvent(db.Model):
     # Indexed together with created_at below, for a key's recent events.
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     key_display: Mapped[str | None] = mapped_column(String(32))
+    # The service that asked, when a key was checked through a verifier credential (the verification API, forward
+    # auth); None for Keyfob's own routes.
+    verifier_id: Mapped[int | None] = mapped_column(ForeignKey("verifiers.id", ondelete="SET NULL"))
     event: Mapped[str] = mapped_column(String(40), index=True)
     detail: Mapped[str | None] = mapped_column(String(500))
     ip: Mapped[str | None] = mapped_column(String(45))

@@ -45,8 +45,9 @@ def _storable(text: str | None, length: int) -> str | None:
 
 
 def event_row(event: str, actor: Actor, key=None, detail: str | None = None, *, key_display: str | None = None,
-              created_at=None) -> dict:
-    """The column values of one audit event."""
+              verifier_id: int | None = None, created_at=None) -> dict:
+    """The column values of one audit event; `verifier_id` names the service that asked, for a check made through a
+    verifier credential."""
     row = {
         "event": event,
         "actor": actor.label,
@@ -56,6 +57,7 @@ def event_row(event: str, actor: Actor, key=None, detail: str | None = None, *, 
         "detail": _storable(detail, 500),
         "ip": _storable(actor.ip, 45),
         "user_agent": _storable(actor.user_agent, USER_AGENT_LENGTH),
+        "verifier_id": verifier_id,
     }
     if created_at is not None:
         row["created_at"] = created_at

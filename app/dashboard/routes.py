@@ -18,6 +18,7 @@ from app.dashboard import bp
 from app.dashboard.forms import ActionForm, CreateKeyForm, KeySettingsForm, RevokeForm, RotateForm
 from app.database import utcnow
 from app.extensions import login_manager
+from app.forms import show_error_on
 from app.htmx import from_htmx, is_htmx
 from app.keys import queries, service
 from app.keys.core import settings
@@ -67,15 +68,6 @@ def _create_form() -> CreateKeyForm:
                          default_days=s.default_lifetime_days)
 
 
-def _show_error_on(form, error: KeyInputError, field_names: dict[str, str] | None = None) -> None:
-    """Put the key core's refusal next to the field it is about (or above the form when no field fits)."""
-    name = (field_names or {}).get(error.field, error.field)
-    if name in form:
-        form[name].errors = [*form[name].errors, error.message]
-    else:
-        form.form_errors.append(error.message)
-
-
 def _shown_once(key: ApiKey, token: str, *, rotated_grace: str | None = None):
     """The one answer that carries a plaintext key: never cached, never kept in htmx's history."""
     response = make_response(render_template("dashboard/created.html", key=key, token=token,
@@ -119,7 +111,7 @@ def create():
                 description=form.description.data or "", allowed_ips=form.allowed_ips.data or "",
                 rate_limit=form.rate_limit.data, now=now)
         except KeyInputError as error:
-            _show_error_on(form, error, {"expires_at": "expires_on" if form.expiry.data == "date" else "expiry"})
+            show_error_on(form, error, {"expires_at": "expires_on" if form.expiry.data == "date" else "expiry"})
         else:
             return _shown_once(key, token)
     return render_template("dashboard/new.html", form=form), 422 if form.errors or form.form_errors else 200
@@ -154,7 +146,7 @@ def edit(key_id: int):
                                      description=form.description.data or "", scopes=form.scopes.data,
                                      allowed_ips=form.allowed_ips.data or "", rate_limit=form.rate_limit.data)
         except KeyInputError as error:
-            _show_error_on(form, error)
+            show_error_on(form, error)
         except KeyStateError as error:
             flash(str(error), "error")
             return redirect(url_for("dashboard.detail", key_id=key.id))
@@ -252,7 +244,7 @@ def revoke(key_id: int):
         try:
             service.revoke(key, form.reason.data or "", actor=signed_in_person())
         except KeyInputError as error:
-            _show_error_on(form, error)
+            show_error_on(form, error)
         except KeyStateError as error:
             return _state_refused(form, key, error, "dashboard/_row_update.html")
         else:

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from app.accounts import service as accounts
 from app.audit.service import Actor
 from app.database import utcnow
-from app.keys import policy, queries, service
+from app.keys import policy, queries, service, verifiers
 from app.keys.core import settings
 from app.keys.policy import KeyInputError
 
@@ -130,3 +130,65 @@ def rotate_key(key_id, grace) -> None:
     click.echo(f"rotated key {key.id}; old secret valid for {grace}", err=True)
     click.echo("This is the only time the key is shown. Store it now.", err=True)
     click.echo(token)
+
+
+verifiers_cli = AppGroup("verifiers", help="Issue, list, rotate and revoke verifier credentials for services.")
+
+
+def _verifier(name: str):
+    verifier = verifiers.find_verifier(name)
+    if verifier is None:
+        raise click.ClickException(f"no verifier named {name!r}")
+    return verifier
+
+
+def _issued(token: str) -> None:
+    click.echo("This is the only time the credential is shown. Store it in the service's secrets now.", err=True)
+    click.echo(token)
+
+
+@verifiers_cli.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="What the service is, for the admins.")
+def create_verifier(name, description) -> None:
+    """Issue a credential for the service NAME (such as billing-service); it is printed alone on the last line, once."""
+    try:
+        verifier, token = verifiers.create(name, actor=Actor.cli(), description=description)
+    except verifiers.VerifierError as error:
+        raise click.ClickException(f"{error.field}: {error.message}") from None
+    click.echo(f"created verifier {verifier.name} ({verifier.display_start})", err=True)
+    _issued(token)
+
+
+@verifiers_cli.command("list")
+def list_verifiers() -> None:
+    """List verifiers (never their secrets): name, start, state, checks asked, last check."""
+    rows = verifiers.list_verifiers()
+    if not rows:
+        click.echo("no verifiers yet: `flask --app wsgi verifiers create NAME` issues one")
+    for verifier in rows:
+        last = f"{verifier.last_used_at:%Y-%m-%d %H:%M}" if verifier.last_used_at else "never"
+        click.echo(f"{verifier.name}\t{verifier.display_start}\t{'active' if verifier.active else 'revoked'}\t"
+                   f"checks {verifier.usage_count}\tlast {last}")
+
+
+@verifiers_cli.command("rotate")
+@click.argument("name")
+def rotate_verifier(name) -> None:
+    """A new credential for NAME; the old one stops at once. Printed alone on the last line, once."""
+    try:
+        token = verifiers.rotate(_verifier(name), actor=Actor.cli())
+    except verifiers.VerifierError as error:
+        raise click.ClickException(error.message) from None
+    _issued(token)
+
+
+@verifiers_cli.command("revoke")
+@click.argument("name")
+def revoke_verifier(name) -> None:
+    """Revoke NAME's credential for good: the service can check no key from its next request on."""
+    try:
+        verifiers.revoke(_verifier(name), actor=Actor.cli())
+    except verifiers.VerifierError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"revoked verifier {name}")

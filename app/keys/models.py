@@ -1,4 +1,4 @@
-"""API key records and their daily usage rollup."""
+"""API key records, their daily usage rollup, and verifier credentials (the services that check keys)."""
 
 from __future__ import annotations
 
@@ -96,3 +96,40 @@ class DailyKeyUsage(db.Model):
     failures: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (Index("ix_daily_key_usage_day", "day"),)
+
+
+class KeyVerifierUsage(db.Model):
+    """Which services checked a key, per verifier: what the key's owner sees of where it is used."""
+
+    __tablename__ = "key_verifier_usage"
+
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    verifier_id: Mapped[int] = mapped_column(ForeignKey("verifiers.id", ondelete="CASCADE"), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+VERIFIER_NAME_LENGTH = 64
+
+
+class Verifier(db.Model):
+    """A service allowed to ask Keyfob whether a key is good, and nothing else. Like a key, only an HMAC-SHA256 of
+    its secret is stored; unlike a key, it is never accepted as one (another prefix, another table)."""
+
+    __tablename__ = "verifiers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(VERIFIER_NAME_LENGTH), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    display_start: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    usage_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

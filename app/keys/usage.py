@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.audit.alerts import raise_alerts
 from app.audit.models import AuditEvent
 from app.database import UTCDateTime, is_outage, utcnow
-from app.keys.models import ApiKey, DailyKeyUsage
+from app.keys.models import ApiKey, DailyKeyUsage, KeyVerifierUsage, Verifier
 
 log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 10_000
@@ -39,14 +39,37 @@ class KeyUse:
 
 
 @dataclass
+class Checks:
+    """What one verifier asked: valid and refused checks, and when it last asked."""
+
+    requests: int = 0
+    failures: int = 0
+    last_at: datetime | None = None
+
+    def add(self, requests: int, failures: int, at: datetime | None) -> None:
+        self.requests += requests
+        self.failures += failures
+        if at is not None and (self.last_at is None or at > self.last_at):
+            self.last_at = at
+
+
+@dataclass
 class Pending:
     uses: dict[int, KeyUse] = field(default_factory=dict)
     daily: dict[tuple[int, date], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     events: list[dict] = field(default_factory=list)
     dropped_events: int = 0
+    # Checks asked by services through a verifier credential: per (key, verifier), and per verifier in all.
+    by_verifier: dict[tuple[int, int], Checks] = field(default_factory=lambda: defaultdict(Checks))
+    verifiers: dict[int, Checks] = field(default_factory=lambda: defaultdict(Checks))
 
     def empty(self) -> bool:
-        return not (self.uses or self.daily or self.events)
+        return not (self.uses or self.daily or self.events or self.verifiers)
+
+    def count_check(self, key_id: int | None, verifier_id: int, at: datetime, *, valid: bool) -> None:
+        self.verifiers[verifier_id].add(1, 0, at)
+        if key_id is not None:
+            self.by_verifier[(key_id, verifier_id)].add(int(valid), int(not valid), at)
 
 
 class UsageBuffer:
@@ -62,19 +85,24 @@ class UsageBuffer:
 
     # -- recording (hot path) ------------------------------------------------------------------------------------
 
-    def record_use(self, key_id: int, at: datetime, ip: str | None) -> None:
+    def record_use(self, key_id: int, at: datetime, ip: str | None, verifier_id: int | None = None) -> None:
         with self._lock:
             use = self._pending.uses.setdefault(key_id, KeyUse())
             use.count += 1
             if use.last_used_at is None or at >= use.last_used_at:
                 use.last_used_at, use.last_ip = at, ip
             self._pending.daily[(key_id, at.date())][0] += 1
+            if verifier_id is not None:
+                self._pending.count_check(key_id, verifier_id, at, valid=True)
         self._ensure_thread()
 
     def record_failure(self, event: dict, key_id: int | None, at: datetime) -> None:
+        """A refused check, audited with `event` (whose verifier_id says which service asked, if one did)."""
         with self._lock:
             if key_id is not None:
                 self._pending.daily[(key_id, at.date())][1] += 1
+            if event.get("verifier_id") is not None:
+                self._pending.count_check(key_id, event["verifier_id"], at, valid=False)
             if len(self._pending.events) < MAX_PENDING_EVENTS:
                 self._pending.events.append({**event, "created_at": at})
             else:
@@ -156,7 +184,8 @@ class UsageBuffer:
                 raise
             log.error("usage flush: the database refused the batch (%s); writing its counts without its %d audit "
                       "events", error.__class__.__name__, len(pending.events))
-            counts_only = Pending(uses=pending.uses, daily=pending.daily)
+            counts_only = Pending(uses=pending.uses, daily=pending.daily, by_verifier=pending.by_verifier,
+                                  verifiers=pending.verifiers)
             try:
                 self._write(counts_only)
             except SQLAlchemyError as second:
@@ -173,12 +202,18 @@ class UsageBuffer:
             # A key deleted since its use was buffered (its owner's account removed) must not make this batch
             # fail for ever: its counts go, its audit events stay without the key.
             referenced = set(pending.uses) | {key_id for key_id, _ in pending.daily} | {
-                event["key_id"] for event in pending.events if event.get("key_id") is not None}
+                event["key_id"] for event in pending.events if event.get("key_id") is not None} | {
+                key_id for key_id, _ in pending.by_verifier}
             existing = set(connection.scalars(select(ApiKey.id).where(ApiKey.id.in_(referenced)))) \
                 if referenced else set()
+            verifiers = {event["verifier_id"] for event in pending.events if event.get("verifier_id") is not None}
+            known_verifiers = set(connection.scalars(select(Verifier.id).where(Verifier.id.in_(verifiers)))) \
+                if verifiers else set()
             for event in pending.events:
                 if event.get("key_id") is not None and event["key_id"] not in existing:
                     event["key_id"] = None
+                if event.get("verifier_id") is not None and event["verifier_id"] not in known_verifiers:
+                    event["verifier_id"] = None
             for key_id, use in sorted(pending.uses.items()):
                 at, ip = literal(use.last_used_at, UTCDateTime()), literal(use.last_ip, String())
                 # Another process may have written a later use already: keep whichever is newest.
@@ -200,10 +235,41 @@ class UsageBuffer:
                     set_={"requests": DailyKeyUsage.requests + statement.excluded.requests,
                           "failures": DailyKeyUsage.failures + statement.excluded.failures},
                 ), rows)
+            self._write_checks(connection, pending, existing)
             if pending.events:
                 connection.execute(AuditEvent.__table__.insert(), pending.events)
                 limit = limits.parse(self._app.config["FAILED_ATTEMPTS_ALERT"])
                 raise_alerts(connection, pending.events, utcnow(), limit.amount, timedelta(seconds=limit.get_expiry()))
+
+    @staticmethod
+    def _write_checks(connection, pending: Pending, existing_keys: set[int]) -> None:
+        """The verifiers' counts: per verifier, and per key and verifier (relative updates, newest time kept)."""
+        if not pending.verifiers:
+            return
+        known = set(connection.scalars(select(Verifier.id).where(Verifier.id.in_(pending.verifiers))))
+        for verifier_id, checks in sorted(pending.verifiers.items()):
+            if verifier_id in known:
+                at = literal(checks.last_at, UTCDateTime())
+                newer = Verifier.last_used_at.is_(None) | (Verifier.last_used_at < at)
+                connection.execute(update(Verifier).where(Verifier.id == verifier_id).values(
+                    usage_count=Verifier.usage_count + checks.requests,
+                    last_used_at=case((newer, at), else_=Verifier.last_used_at)))
+        rows = [{"key_id": key_id, "verifier_id": verifier_id, "requests": checks.requests,
+                 "failures": checks.failures, "last_used_at": checks.last_at}
+                for (key_id, verifier_id), checks in sorted(pending.by_verifier.items())
+                if key_id in existing_keys and verifier_id in known]
+        if rows:
+            insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+            statement = insert(KeyVerifierUsage)
+            excluded = statement.excluded
+            connection.execute(statement.on_conflict_do_update(
+                index_elements=["key_id", "verifier_id"],
+                set_={"requests": KeyVerifierUsage.requests + excluded.requests,
+                      "failures": KeyVerifierUsage.failures + excluded.failures,
+                      "last_used_at": case((KeyVerifierUsage.last_used_at.is_(None)
+                                            | (KeyVerifierUsage.last_used_at < excluded.last_used_at),
+                                            excluded.last_used_at), else_=KeyVerifierUsage.last_used_at)},
+            ), rows)
 
     def _put_back(self, pending: Pending) -> None:
         with self._lock:
@@ -216,6 +282,10 @@ class UsageBuffer:
             for day_key, counts in pending.daily.items():
                 current.daily[day_key][0] += counts[0]
                 current.daily[day_key][1] += counts[1]
+            for pair, checks in pending.by_verifier.items():
+                current.by_verifier[pair].add(checks.requests, checks.failures, checks.last_at)
+            for verifier_id, checks in pending.verifiers.items():
+                current.verifiers[verifier_id].add(checks.requests, checks.failures, checks.last_at)
             room = MAX_PENDING_EVENTS - len(current.events)
             current.events[:0] = pending.events[:room]
             current.dropped_events += pending.dropped_events + max(0, len(pending.events) - room)

@@ -1,0 +1,114 @@
+"""Verifier credentials: issue (shown once), rotate, revoke, and authenticate a service that presents one.
+
+An admin issues one per service (the admin pages or `flask verifiers create NAME`). Its plaintext exists only in the
+answer that creates or rotates it; only an HMAC-SHA256 under KEY_PEPPER is stored, as for keys. It has its own prefix
+(`<KEY_PREFIX>v_`) and its own table, so it is never accepted as an API key, nor a key as a verifier credential.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from app.audit import service as audit
+from app.audit.service import Actor
+from app.database import MAX_ID, commit, utcnow
+from app.extensions import db
+from app.keys import tokens
+from app.keys.core import settings
+from app.keys.models import VERIFIER_NAME_LENGTH, Verifier
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+DESCRIPTION_LENGTH = 500
+
+
+class VerifierError(ValueError):
+    """A verifier cannot be made or changed so; `field` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def prefix() -> str:
+    """Verifier credentials start `<KEY_PREFIX>v_`: recognisable, and never parsed as a key of this deployment."""
+    return settings().prefix + "v"
+
+
+def _clean_name(name: str | None) -> str:
+    name = (name or "").strip().lower()
+    if not name:
+        raise VerifierError("name", "Name the service, such as billing-service.")
+    if len(name) > VERIFIER_NAME_LENGTH or not NAME.match(name):
+        raise VerifierError("name", f"Use at most {VERIFIER_NAME_LENGTH} lower-case letters, digits, dots, dashes and "
+                                    "underscores, starting with a letter or digit.")
+    if db.session.scalar(select(Verifier.id).where(Verifier.name == name)) is not None:
+        raise VerifierError("name", f"There is already a verifier named {name}.")
+    return name
+
+
+def _new_secret(verifier: Verifier) -> str:
+    token = tokens.generate(prefix())
+    verifier.secret_hash = tokens.digest(settings().pepper, token)
+    verifier.display_start = tokens.parse(token, prefix()).display_start
+    return token
+
+
+def create(name: str, *, actor: Actor, description: str = "") -> tuple[Verifier, str]:
+    """A new verifier credential, and its plaintext, which is never available again."""
+    description = (description or "").strip()
+    if len(description) > DESCRIPTION_LENGTH:
+        raise VerifierError("description", f"Use at most {DESCRIPTION_LENGTH} characters.")
+    verifier = Verifier(name=_clean_name(name), description=description, created_at=utcnow())
+    token = _new_secret(verifier)
+    db.session.add(verifier)
+    db.session.flush()
+    audit.record("verifier.created", actor, detail=f"verifier:{verifier.id} {verifier.name}")
+    commit(db.session)
+    return verifier, token
+
+
+def _require_active(verifier: Verifier) -> None:
+    if verifier.revoked_at is not None:
+        raise VerifierError("verifier", "This verifier is revoked; a revoked verifier stays revoked.")
+
+
+def rotate(verifier: Verifier, *, actor: Actor) -> str:
+    """A new secret for the verifier; the old one stops at once (services are switched by their operator)."""
+    _require_active(verifier)
+    old_start = verifier.display_start
+    token = _new_secret(verifier)
+    verifier.rotated_at = utcnow()
+    audit.record("verifier.rotated", actor, detail=f"verifier:{verifier.id} {verifier.name}; replaces {old_start}")
+    commit(db.session)
+    return token
+
+
+def revoke(verifier: Verifier, *, actor: Actor) -> None:
+    """Stop the verifier for good: its service can check no key from the next request on."""
+    _require_active(verifier)
+    verifier.revoked_at = utcnow()
+    audit.record("verifier.revoked", actor, detail=f"verifier:{verifier.id} {verifier.name}")
+    commit(db.session)
+
+
+def authenticate(token: str | None) -> Verifier | None:
+    """The active verifier this credential belongs to, or None. A malformed one costs no query."""
+    if token is None or tokens.parse(token, prefix()) is None:
+        return None
+    verifier = db.session.scalar(select(Verifier).where(
+        Verifier.secret_hash == tokens.digest(settings().pepper, token)))
+    return verifier if verifier is not None and verifier.revoked_at is None else None
+
+
+def find_verifier(name: str) -> Verifier | None:
+    return db.session.scalar(select(Verifier).where(Verifier.name == name.strip().lower()))
+
+
+def get_verifier(verifier_id: int) -> Verifier | None:
+    return db.session.get(Verifier, verifier_id) if 0 < verifier_id <= MAX_ID else None
+
+
+def list_verifiers() -> list[Verifier]:
+    return list(db.session.scalars(select(Verifier).order_by(Verifier.revoked_at.is_not(None), Verifier.name)))
