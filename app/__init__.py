@@ -72,12 +72,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     from app import admin, api, auth, dashboard, health
     from app.accounts.cli import users_cli
     from app.keys.cli import keys_cli, verifiers_cli
+    from app.proxy_auth.routes import bp as proxy_auth_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(proxy_auth_bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(verifiers_cli)

@@ -120,6 +120,16 @@ def _key_prefix(value: Any) -> str:
     return prefix
 
 
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return text
+
+    return parse
+
+
 def _scope_catalogue(value: Any) -> dict[str, str]:
     from app.keys.scopes import parse_catalogue
 
@@ -189,6 +199,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS_TOKEN", None, _text,
             "Bearer token that lets a Prometheus server read `/metrics` (admins signed in may read it too). "
             "Unset: only admins. Use 32+ random characters."),
+    Setting("FORWARD_AUTH_RULES", None, _text,
+            "Path of the forward-auth rules file: which scopes each upstream route needs (`METHODS PATH SCOPES` a "
+            "line; see \"Protect your services\"). Read and checked at start-up. Unset: no route has a rule."),
+    Setting("FORWARD_AUTH_UNMATCHED", "refuse", _one_of("refuse", "any-key"),
+            "What forward auth does with a path no rule matches: `refuse` it (403), or let `any-key` that is valid "
+            "through."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
             "How often each process writes its buffered usage counts to the database."),
 )
@@ -239,6 +255,8 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
     if unknown:
         raise ConfigError(f"SERVICE_API_KEY_SCOPES names unknown scopes: {', '.join(sorted(unknown))}")
 
+    values["FORWARD_AUTH_RULES"] = _forward_auth_rules(values["FORWARD_AUTH_RULES"], values["API_SCOPES"])
+
     database_url = values["DATABASE_URL"] or f"sqlite:///{instance / 'keyfob.db'}"
     config = {
         **values,
@@ -262,6 +280,22 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
     passthrough = {k: v for k, v in (overrides or {}).items() if k not in values}
     config.update(passthrough)
     return config
+
+
+def _forward_auth_rules(path: str | None, catalogue: Mapping[str, str]) -> tuple:
+    """The parsed rules file (app/proxy_auth/rules.py), or ConfigError naming the file and the bad line."""
+    from app.proxy_auth.rules import RulesError, parse_rules
+
+    if path is None:
+        return ()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"FORWARD_AUTH_RULES={path!r} cannot be read: {error}") from None
+    try:
+        return parse_rules(text, catalogue)
+    except RulesError as error:
+        raise ConfigError(f"FORWARD_AUTH_RULES={path!r} {error}") from None
 
 
 def _server_secret(values: Mapping[str, Any], name: str, env: str, instance: Path, advice: str = "") -> str:

@@ -37,8 +37,12 @@ MESSAGES = {
 }
 
 
+# Addresses only programs call (the API, forward auth for reverse proxies): their errors are always JSON.
+MACHINE_PATHS = ("/api/", "/forward-auth")
+
+
 def wants_json() -> bool:
-    if request.path.startswith("/api/"):
+    if request.path.startswith(MACHINE_PATHS):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

@@ -17,8 +17,9 @@ from flask import Flask, request
 from app.errors import error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Blueprints whose routes read no cookie (the same ones CSRF protection exempts for that reason).
-COOKIELESS_BLUEPRINTS = frozenset({"api"})
+# Blueprints whose routes read no cookie (the same ones CSRF protection exempts for that reason): the JSON API and
+# forward auth for reverse proxies. They are no pages either: they read no form.
+COOKIELESS_BLUEPRINTS = frozenset({"api", "proxy_auth"})
 MESSAGE = ("Keyfob refused a request from another website: changes can only be made from Keyfob's own pages. "
            "Client apps use the API with an API key.")
 

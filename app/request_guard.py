@@ -14,6 +14,7 @@ from __future__ import annotations
 from flask import Flask, request
 
 from app.errors import error_response
+from app.fetch_metadata import COOKIELESS_BLUEPRINTS
 from app.forms import SUBMIT_METHODS
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -38,8 +39,8 @@ def has_nul() -> bool:
 
 def page_body_refused() -> str | None:
     """Why a page will not read this body (a message for the 415), or None."""
-    if request.method not in SUBMIT_METHODS or request.url_rule is None or request.blueprint == "api":
-        return None  # the API checks its own bodies; an unknown address or method gets its 404 or 405
+    if request.method not in SUBMIT_METHODS or request.url_rule is None or request.blueprint in COOKIELESS_BLUEPRINTS:
+        return None  # the API checks its own bodies, forward auth reads none; an unknown address gets its 404 or 405
     if request.mimetype in FORM_TYPES or not request.get_data(cache=True, parse_form_data=False).strip():
         return None
     sent = request.mimetype or "a body with no Content-Type"
