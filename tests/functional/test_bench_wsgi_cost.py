@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.functional.processes import ROOT
 
 
 def test_wsgi_cost_reports_every_scenario_and_the_whoami_breakdown():

@@ -30,8 +30,8 @@ import app.database
 from app import create_app
 from app.keys import tokens
 from tests.functional.keyhelpers import add_user, bearer, new_key
+from tests.functional.processes import flask
 from tests.functional.served import Answer, gunicorn_with_a_key, http
-from tests.functional.test_startup import flask
 from tests.pg_cluster import DEFAULT_BIN, Cluster, in_ci
 from tests.support import PASSWORD, app_config
 

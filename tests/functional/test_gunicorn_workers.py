@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests.functional.processes import BIN, ROOT, clean_env, flask, free_port
 from tests.functional.served import http, wait_until_ready
-from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
 from tests.redis_server import find_redis_server, redis_server_binary, running_redis
 from tests.support import FAST_ARGON2, PASSWORD
 from tests.support import database_url as run_database_url

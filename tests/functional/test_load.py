@@ -7,9 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.functional.processes import flask, worker_pids
 from tests.functional.served import gunicorn_with_a_key, http
-from tests.functional.test_startup import flask
-from tests.functional.test_worker_stop import worker_pids
 
 CLIENTS = 8
 SECONDS = 6

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.support import database_url, on_postgres, sqlite_only
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def clean_env(tmp_path, **values) -> dict:
-    """A bare environment: nothing from the developer's shell or a .env file leaks in. The database is the default
-    SQLite file in the instance folder, or in the PostgreSQL run that folder's PostgreSQL database."""
-    database = {"DATABASE_URL": database_url(tmp_path / "instance")} if on_postgres() else {}
-    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KEYFOB_INSTANCE_PATH": str(tmp_path / "instance"),
-            **database, **values}
-
-
-def flask(tmp_path, *args, **env):
-    return subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=clean_env(tmp_path, **env),
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+from tests.functional.processes import BIN, ROOT, clean_env, flask, free_port
+from tests.support import sqlite_only
 
 
 @pytest.mark.parametrize(("env", "named"), [
@@ -56,12 +37,6 @@ def test_development_needs_no_settings_at_all(tmp_path):
     assert "no users yet" in result.stdout
     assert (tmp_path / "instance" / "keyfob.db").is_file()
     assert (tmp_path / "instance" / "secret_key").is_file()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_gunicorn_serves_the_app(tmp_path):

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
+from tests.functional.processes import flask
 from tests.functional.served import gunicorn_with_a_key, status_of
-from tests.functional.test_startup import flask
 from tests.support import database_url
 
 

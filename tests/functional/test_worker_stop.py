@@ -8,10 +8,9 @@ import signal
 import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+from tests.functional.processes import flask, worker_pids
 from tests.functional.served import gunicorn_with_a_key, status_of
-from tests.functional.test_startup import flask
 
 
 def answer(url: str, headers: dict) -> int:
@@ -20,11 +19,6 @@ def answer(url: str, headers: dict) -> int:
         return status_of(url, headers)
     except (urllib.error.URLError, ConnectionError):
         return -1
-
-
-def worker_pids(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
 
 
 def test_a_worker_stopped_under_load_loses_no_usage(tmp_path):
