@@ -13,7 +13,7 @@ import pytest
 
 from app.api.json_io import READ_ONLY
 from app.fetch_metadata import MESSAGE as CROSS_SITE_MESSAGE
-from tests.functional.keyhelpers import bearer, close_app
+from tests.functional.keyhelpers import bearer
 from tests.functional.route_matrix import (
     ADMIN,
     API_KEY,
@@ -35,6 +35,7 @@ from tests.functional.route_matrix import (
     signed_in,
     snapshot,
 )
+from tests.support import close_app
 
 HTMX = {"HX-Request": "true"}
 CSRF_FAILED = "did not come from Keyfob"

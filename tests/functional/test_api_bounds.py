@@ -28,11 +28,6 @@ LOOSER_IDS = ["rate null", "rate higher", "rate far higher", "ips anywhere", "ip
               "ips v6"]
 
 
-@pytest.fixture
-def app(apps):
-    return apps()
-
-
 def caller(app, **restrictions) -> tuple[int, int, dict[str, str]]:
     """(owner id, key id, headers) of a key that may manage keys, restricted as given."""
     owner = add_user(app)

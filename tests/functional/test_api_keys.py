@@ -9,7 +9,6 @@ import pytest
 from app.database import utcnow
 from app.keys import service
 from tests.functional.keyhelpers import (
-    QUIET,
     act_on_key,
     add_user,
     all_stored_values,
@@ -27,9 +26,8 @@ SECRET = r"^kf_[0-9A-Za-z]{33}$"
 
 
 @pytest.fixture
-def api(apps):
+def api(app):
     """(app, client, headers of a key with every scope and 60 days left, owner id)."""
-    app = apps()
     owner = add_user(app)
     _, token = new_key(app, owner, name="admin tool", scopes=ALL_SCOPES, days=60)
     return app, app.test_client(), bearer(token), owner
@@ -420,12 +418,9 @@ def test_scopes_list_the_routes_each_unlocks_from_the_decorators(api):
     assert descriptions["read:data"] == "Read data"
 
 
-def test_scopes_follow_a_new_decorated_route(tmp_path):
+def test_scopes_follow_a_new_decorated_route(app):
     """A route added anywhere with @require_api_key shows up under its scope with no list to keep."""
     from app.api.decorator import require_api_key
-    from tests.support import make_app
-
-    app = make_app(tmp_path, **QUIET)
 
     @app.get("/reports")
     @require_api_key("read:data")
@@ -437,4 +432,3 @@ def test_scopes_follow_a_new_decorated_route(tmp_path):
     _, token = new_key(app, owner, scopes=("read:data",))
     body = app.test_client().get("/api/v1/scopes", headers=bearer(token)).get_json()
     assert "GET /reports" in {scope["name"]: scope["routes"] for scope in body["scopes"]}["read:data"]
-    app.extensions["keyfob.usage"].stop()

@@ -231,15 +231,11 @@ def test_csrf_missing_or_wrong_is_refused(app, client, user, path, data, token):
     assert client.get("/account").status_code == 302
 
 
-def test_password_is_rehashed_when_parameters_change(tmp_path, user, app):
-    from tests.support import app_config
-
+def test_password_is_rehashed_when_parameters_change(apps, user, app):
     with app.app_context():
         old_hash = db.session.get(User, user).password_hash
     assert "m=19456,t=2,p=1" in old_hash
-    from app import create_app
-
-    stronger = create_app(app_config(tmp_path, PASSWORD_HASH_MEMORY_KIB=20480, PASSWORD_HASH_TIME_COST=3))
+    stronger = apps(PASSWORD_HASH_MEMORY_KIB=20480, PASSWORD_HASH_TIME_COST=3)  # app's database, restarted
     client = stronger.test_client()
     from tests.support import AuthActions
 

@@ -27,13 +27,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import app.database
-from app import create_app
 from app.keys import tokens
 from tests.functional.keyhelpers import add_user, bearer, new_key
 from tests.functional.processes import flask
 from tests.functional.served import Answer, gunicorn_with_a_key, http
 from tests.pg_cluster import DEFAULT_BIN, Cluster, in_ci
-from tests.support import PASSWORD, app_config
+from tests.support import PASSWORD
 
 BACK_WITHIN_SECONDS = 5
 KEY_LIKE = re.compile(r"kf_[A-Za-z0-9_]{20,}")
@@ -84,14 +83,13 @@ def silent_server() -> Iterator[int]:
         listener.close()
 
 
-def test_a_database_host_that_never_answers_gives_503_within_the_connect_timeout(tmp_path, monkeypatch,
-                                                                                   silent_server):
+def test_a_database_host_that_never_answers_gives_503_within_the_connect_timeout(apps, monkeypatch, silent_server):
     # Without a connect timeout each request waited for the system's (minutes) and held its worker all along.
     monkeypatch.setattr(app.database, "POSTGRES_CONNECT_TIMEOUT_SECONDS", 1)
     url = f"postgresql+psycopg://keyfob@127.0.0.1:{silent_server}/keyfob"
     assert app.database.engine_options(url)["connect_args"]["connect_timeout"] == 1
     assert "connect_timeout" not in app.database.engine_options(f"{url}?connect_timeout=9")["connect_args"]
-    client = create_app(app_config(tmp_path, DATABASE_URL=url)).test_client()
+    client = apps(DATABASE_URL=url, migrate=False).test_client()
     well_formed = {"Authorization": f"Bearer {tokens.generate('kf')}"}  # passes the checksum: it needs the lookup
     for path, headers in (("/readyz", {}), ("/api/v1/whoami", well_formed)):
         started = time.monotonic()

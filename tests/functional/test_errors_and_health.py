@@ -51,11 +51,10 @@ def test_readyz_checks_the_database(client):
     assert response.get_json() == {"status": "ok", "checks": {"database": "ok"}}
 
 
-def test_readyz_and_pages_answer_503_when_the_database_is_unreachable(tmp_path):
-    from app import create_app
-    from tests.support import app_config, unreachable_database_url
+def test_readyz_and_pages_answer_503_when_the_database_is_unreachable(tmp_path, apps):
+    from tests.support import unreachable_database_url
 
-    app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path)))
+    app = apps(DATABASE_URL=unreachable_database_url(tmp_path), migrate=False)
     client = app.test_client()
     response = client.get("/readyz")
     assert response.status_code == 503

@@ -32,7 +32,6 @@ from tests.functional.route_matrix import (
     routes,
     snapshot,
 )
-from tests.support import make_app
 
 JSON = {"Content-Type": "application/json"}
 NOT_OBJECTS = [b"[null, null]", b'"text"', b"123", b"[1,2]", b"true", b"NaN", b'{"name": "trunc', b"\xff\xfe",
@@ -214,18 +213,17 @@ def test_a_body_past_a_megabyte_is_a_413(world, path):
 # -- the unexpected ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def fragile_app(tmp_path):
+def fragile_app(apps):
     """An app that answers an exception as production does (the test configuration re-raises it), with a page
     and an API operation that fail in a way no handler expects."""
-    app = make_app(tmp_path, PROPAGATE_EXCEPTIONS=False)
+    app = apps(PROPAGATE_EXCEPTIONS=False)
 
     def broken():
         raise LookupError("kf_" + "S" * 40 + " was in the message")
 
     app.view_functions["auth.login"] = broken
     app.view_functions["api.openapi_document"] = broken
-    yield app
-    app.extensions["keyfob.usage"].stop()
+    return app
 
 
 def test_an_unexpected_exception_gets_keyfobs_own_answer_logged_in_one_line(fragile_app, caplog):

@@ -31,9 +31,8 @@ def _owner_in(app, email="ada@example.com"):
 
 
 @pytest.fixture
-def core(apps):
+def core(app):
     """An app with its context pushed, and an owner: (app, owner)."""
-    app = apps()
     with app.app_context():
         yield app, _owner_in(app)
 

@@ -28,15 +28,9 @@ WRITE = "/api/v1/test/write"
 
 
 @pytest.fixture
-def app(apps):
-    app = apps()
+def app(app):
     app.add_url_rule(WRITE, endpoint="test_write", view_func=require_api_key("write:data")(lambda: {"ok": True}))
     return app
-
-
-@pytest.fixture
-def user(app):
-    return add_user(app)
 
 
 def test_concurrent_requests_are_counted_exactly(app, user):

@@ -23,21 +23,6 @@ from tests.functional.keyhelpers import (
 KEY = re.compile(tokens.scanner_regex("kf"))
 
 
-@pytest.fixture
-def app(apps):
-    return apps()
-
-
-@pytest.fixture
-def runner(app):
-    return app.test_cli_runner()
-
-
-@pytest.fixture
-def user(app):
-    return add_user(app)
-
-
 def last_line(result) -> str:
     return result.stdout.rstrip("\n").splitlines()[-1]
 

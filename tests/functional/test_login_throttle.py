@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from tests.support import PASSWORD, AuthActions, count_hashing, make_app
+from tests.support import PASSWORD, AuthActions, count_hashing
 
 
 @pytest.fixture
-def throttled_app(tmp_path):
-    app = make_app(tmp_path, LOGIN_THROTTLE_PER_ACCOUNT="3 per 5 minutes", LOGIN_THROTTLE_PER_IP="5 per 5 minutes")
+def throttled_app(apps):
+    app = apps(LOGIN_THROTTLE_PER_ACCOUNT="3 per 5 minutes", LOGIN_THROTTLE_PER_IP="5 per 5 minutes")
     from app.accounts import service
 
     with app.app_context():
@@ -64,8 +64,8 @@ def test_success_clears_the_account_failures(throttled_app):
     assert login(throttled_app).status_code == 302
 
 
-def test_lockout_is_never_permanent(tmp_path):
-    app = make_app(tmp_path, LOGIN_THROTTLE_PER_ACCOUNT="2 per 1 second")
+def test_lockout_is_never_permanent(apps):
+    app = apps(LOGIN_THROTTLE_PER_ACCOUNT="2 per 1 second")
     from app.accounts import service
 
     with app.app_context():

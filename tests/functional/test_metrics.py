@@ -29,15 +29,12 @@ def sample(text: str, name: str, **labels) -> float:
 
 
 @pytest.fixture
-def metrics_app(tmp_path):
-    from tests.support import make_app
-
-    app = make_app(tmp_path, METRICS_TOKEN=TOKEN)
+def metrics_app(apps):
+    app = apps(METRICS_TOKEN=TOKEN)
     with app.app_context():
         accounts.create_user("admin@example.com", PASSWORD, is_admin=True)
         user = accounts.create_user("user@example.com", PASSWORD).id
-    yield app, user
-    app.extensions["keyfob.usage"].stop()
+    return app, user
 
 
 def scrape(client) -> str:

@@ -23,8 +23,9 @@ from app.database import utcnow
 from app.keys import service, tokens
 from tests import secret_leaks
 from tests.functional.dashboard_helpers import HTMX, create_key, post_action
-from tests.functional.keyhelpers import act_on_key, bearer, close_app, flush, new_key
+from tests.functional.keyhelpers import act_on_key, bearer, flush, new_key
 from tests.functional.route_matrix import FILES, ROUTES, build_world, csrf_token
+from tests.support import close_app
 
 WHOAMI = "/api/v1/whoami"
 

@@ -23,8 +23,7 @@ from schemathesis.config import SchemathesisConfig
 from app.api.openapi import build_document
 from app.extensions import db
 from app.keys.models import ApiKey
-from tests.functional.keyhelpers import add_user, bearer, close_app, flush, new_key
-from tests.support import make_app
+from tests.functional.keyhelpers import add_user, bearer, flush, new_key
 
 OPENAPI = "/api/v1/openapi.json"
 BASE = "/api/v1"
@@ -175,13 +174,11 @@ def test_api_key_schema_is_closed_so_a_leaked_field_breaks_conformance(document)
 # -- refusals answered as documented -------------------------------------------------------------------------------
 
 @pytest.fixture
-def api(tmp_path):
-    """A quiet app (usage is flushed only when asked) with one user and a key holding every scope."""
-    app = make_app(tmp_path, USAGE_FLUSH_SECONDS="3600")
+def api(app):
+    """The app (quiet: usage is flushed only when asked) with one user and a key holding every scope."""
     user_id = add_user(app)
     key_id, token = new_key(app, user_id, scopes=FUZZING_SCOPES, days=365)
-    yield app, user_id, key_id, token
-    close_app(app)
+    return app, user_id, key_id, token
 
 
 def _case(schema, method: str, path: str, key_id: int, **kwargs):

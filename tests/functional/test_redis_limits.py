@@ -17,7 +17,6 @@ from app.keys import service
 from app.keys.ratelimit import KeyRateLimiter
 from tests.functional.keyhelpers import (
     WHOAMI,
-    AppFactory,
     act_on_key,
     add_user,
     audit_rows,
@@ -54,18 +53,16 @@ def limiters(redis_url):
 
 
 @pytest.fixture
-def two_processes(tmp_path, redis_url):
+def two_processes(apps, redis_url):
     """Makes two apps on one database file and one Redis, with the settings given."""
-    factory = AppFactory(tmp_path)
     made = []
 
     def make(**settings):
         settings = {"RATELIMIT_STORAGE_URI": redis_url, **settings}
-        made.extend([factory("shared", **settings), factory("shared", **settings)])
+        made.extend([apps("shared", **settings), apps("shared", **settings)])
         return made[-2:]
 
     yield make
-    factory.close()
     for app in made:
         app.extensions["keyfob.ratelimit_storage"].storage.close()
 
@@ -188,10 +185,9 @@ def logged():
     logger.removeHandler(recorder)
 
 
-def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_path, logged):
+def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_path, apps, logged):
     with running_redis(tmp_path / "redis-folder") as redis:
-        factory = AppFactory(tmp_path)
-        app = factory("main", RATELIMIT_STORAGE_URI=redis.url, LOGIN_THROTTLE_PER_ACCOUNT="3 per 5 minutes")
+        app = apps(RATELIMIT_STORAGE_URI=redis.url, LOGIN_THROTTLE_PER_ACCOUNT="3 per 5 minutes")
         try:
             user = add_user(app)
             _, limited = new_key(app, user, rate_limit=5)
@@ -222,5 +218,4 @@ def test_while_redis_is_down_what_needs_it_answers_503_and_recovers_after(tmp_pa
             assert AuthActions(app.test_client()).login().status_code == 302
             assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "rate_limits": "ok"}
         finally:
-            factory.close()
             app.extensions["keyfob.ratelimit_storage"].storage.close()

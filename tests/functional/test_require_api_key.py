@@ -12,7 +12,6 @@ from flask import g
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import create_app
 from app.accounts.models import User
 from app.api.decorator import require_api_key
 from app.database import utcnow
@@ -20,20 +19,17 @@ from app.extensions import db
 from app.keys import service, tokens
 from app.keys.models import ApiKey
 from tests.functional.keyhelpers import (
-    QUIET,
     WHOAMI,
-    AppFactory,
     act_on_key,
     add_user,
     audit_rows,
     bearer,
-    close_app,
     flush,
     load_key,
     new_key,
     rows,
 )
-from tests.support import app_config, on_postgres, unreachable_database_url
+from tests.support import AppFactory, on_postgres, unreachable_database_url
 
 REALM = 'Bearer realm="keyfob"'
 WRITE = "/api/v1/test/write"
@@ -64,18 +60,8 @@ def with_test_routes(app):
 
 
 @pytest.fixture
-def app(apps):
-    return with_test_routes(apps())
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def user(app):
-    return add_user(app)
+def app(app):
+    return with_test_routes(app)
 
 
 # -- no key, or a key in the wrong place ---------------------------------------------------------------------------
@@ -505,27 +491,21 @@ def test_an_sql_error_during_the_lookup_is_not_retried(app, client, user, flaky)
     assert (driver.attempts, sleeps) == (1, [])
 
 
-def test_an_unreachable_database_answers_503_not_500(tmp_path):
-    app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path), **QUIET))
-    try:
-        response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
-        assert response.status_code == 503
-        assert response.get_json()["error"] == "service_unavailable"
-        assert int(response.headers["Retry-After"]) > 0
-    finally:
-        close_app(app)
+def test_an_unreachable_database_answers_503_not_500(tmp_path, apps):
+    app = apps(DATABASE_URL=unreachable_database_url(tmp_path), migrate=False)
+    response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "service_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
 
 
-def test_an_outage_is_retried_three_times_with_growing_pauses_then_503(tmp_path, monkeypatch):
-    app = create_app(app_config(tmp_path, DATABASE_URL=unreachable_database_url(tmp_path), **QUIET))
+def test_an_outage_is_retried_three_times_with_growing_pauses_then_503(tmp_path, apps, monkeypatch):
+    app = apps(DATABASE_URL=unreachable_database_url(tmp_path), migrate=False)
     pauses: list[float] = []
     monkeypatch.setattr(service.time, "sleep", pauses.append)
-    try:
-        response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
-        assert response.status_code == 503
-        assert pauses == [service.LOOKUP_BACKOFF_SECONDS, service.LOOKUP_BACKOFF_SECONDS * 2]  # 3 tries, 2 pauses
-    finally:
-        close_app(app)
+    response = app.test_client().get(WHOAMI, headers=bearer(tokens.generate("kf")))
+    assert response.status_code == 503
+    assert pauses == [service.LOOKUP_BACKOFF_SECONDS, service.LOOKUP_BACKOFF_SECONDS * 2]  # 3 tries, 2 pauses
 
 
 @pytest.mark.parametrize("name", ["foo", "q", "x-api-key"])

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.assets import HTMX
-from tests.functional.keyhelpers import bearer, close_app
+from tests.functional.keyhelpers import bearer
 from tests.functional.route_matrix import check_security_headers
-from tests.support import make_app
 
 # kind: (who asks, method, path, headers); "admin" and "attacker" (an ordinary user) are signed in, "key" sends
 # ada's API key. The abuse matrix checks the same headers on every route; these are the kinds of answer.
@@ -44,15 +43,12 @@ def test_security_headers_on_every_response_type(world, kind):
 
 
 @pytest.mark.parametrize("path", ["/boom", "/api/v1/boom"])
-def test_security_headers_on_an_internal_error(tmp_path, path):
-    app = make_app(tmp_path, PROPAGATE_EXCEPTIONS=False)  # answer the 500 as production does, not raise it
+def test_security_headers_on_an_internal_error(apps, path):
+    app = apps(PROPAGATE_EXCEPTIONS=False)  # answer the 500 as production does, not raise it
     app.add_url_rule(path, "boom", lambda: 1 / 0)
-    try:
-        response = app.test_client().get(path)
-        assert response.status_code == 500
-        check_security_headers(response)
-    finally:
-        close_app(app)
+    response = app.test_client().get(path)
+    assert response.status_code == 500
+    check_security_headers(response)
 
 
 def test_hsts_over_https(client):
@@ -60,16 +56,16 @@ def test_hsts_over_https(client):
     assert response.headers["Strict-Transport-Security"].startswith("max-age=63072000")
 
 
-def test_session_cookie_flags_in_development(tmp_path):
-    app = make_app(tmp_path, KEYFOB_ENV="development")
+def test_session_cookie_flags_in_development(apps):
+    app = apps(KEYFOB_ENV="development")
     response = app.test_client().get("/login")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie
 
 
-def test_session_cookie_is_secure_in_production(tmp_path):
-    app = make_app(tmp_path, KEYFOB_ENV="production")
+def test_session_cookie_is_secure_in_production(apps):
+    app = apps(KEYFOB_ENV="production")
     response = app.test_client().get("/login", base_url="https://keyfob.example")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie

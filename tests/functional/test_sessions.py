@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.functional.keyhelpers import close_app, count, new_key
+from tests.functional.keyhelpers import count, new_key
 from tests.functional.route_matrix import (
     COOKIE_FACES,
     FORM,
@@ -23,7 +23,7 @@ from tests.functional.route_matrix import (
     build_world,
     csrf_token,
 )
-from tests.support import PASSWORD, AuthActions, make_app
+from tests.support import PASSWORD, AuthActions, close_app
 
 COOKIE = "keyfob_session"
 ORIGIN = "http://localhost"
@@ -103,28 +103,25 @@ def test_after_sign_out_the_old_cookie_can_neither_read_nor_change(app, client, 
 
 
 @pytest.mark.parametrize("env", ["development", "production"])
-def test_the_cookie_set_at_sign_in_has_its_flags(tmp_path, env):
-    app = make_app(tmp_path, KEYFOB_ENV=env)
-    try:
-        from app.accounts import service
+def test_the_cookie_set_at_sign_in_has_its_flags(apps, env):
+    app = apps(KEYFOB_ENV=env)
+    from app.accounts import service
 
-        with app.app_context():
-            service.create_user("ada@example.com", PASSWORD)
-        base = "https://keyfob.example" if env == "production" else "http://localhost"
-        client = app.test_client()
-        page = client.get("/login", base_url=base).get_data(as_text=True)
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        # Over HTTPS, Flask-WTF also wants a same-origin Referer (WTF_CSRF_SSL_STRICT).
-        response = client.post("/login", base_url=base, headers={"Referer": base + "/login"},
-                               data={"csrf_token": token, "email": "ada@example.com", "password": PASSWORD})
-        assert response.status_code == 302
-        header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "="))
-        flags = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
-        assert {"httponly", "path"} <= flags
-        assert "samesite=lax" in header.lower()
-        assert ("secure" in flags) == (env == "production")
-    finally:
-        close_app(app)
+    with app.app_context():
+        service.create_user("ada@example.com", PASSWORD)
+    base = "https://keyfob.example" if env == "production" else "http://localhost"
+    client = app.test_client()
+    page = client.get("/login", base_url=base).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    # Over HTTPS, Flask-WTF also wants a same-origin Referer (WTF_CSRF_SSL_STRICT).
+    response = client.post("/login", base_url=base, headers={"Referer": base + "/login"},
+                           data={"csrf_token": token, "email": "ada@example.com", "password": PASSWORD})
+    assert response.status_code == 302
+    header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "="))
+    flags = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
+    assert {"httponly", "path"} <= flags
+    assert "samesite=lax" in header.lower()
+    assert ("secure" in flags) == (env == "production")
 
 
 # -- `next` goes nowhere but here ------------------------------------------------------------------------------------
