@@ -100,7 +100,8 @@ def _base_config(tmp_path, database: str) -> dict:
         "KEY_PEPPER": "test-pepper-that-is-long-enough-for-production",
         "DATABASE_URL": database,
         "KEYFOB_INSTANCE_PATH": str(tmp_path / "instance"),
-        # Tests sign many people up from 127.0.0.1; tests/functional/test_registration.py tests the real bound.
+        # Tests sign many people up from 127.0.0.1; tests/functional/accounts/test_registration.py tests the real
+        # bound.
         "REGISTRATION_THROTTLE_PER_IP": "1000 per hour",
         **FAST_ARGON2,
     }

@@ -1,7 +1,8 @@
 """Every route of the app, read from `app.url_map`, each with the face it belongs to, and a world to aim them at.
 
-The abuse matrix (test_abuse_matrix.py) parametrizes over ROUTES: a route added to the app shows up there by itself,
-and fails test_every_route_is_classified until FACES says who may use it. A face decides what every check expects:
+The abuse matrix (every_route/test_abuse_matrix.py) parametrizes over ROUTES: a route added to the app shows up there
+by itself, and fails test_every_route_is_classified until FACES says who may use it. A face decides what every check
+expects:
 
 - PUBLIC: anyone (sign-in pages, health probes, static files, the OpenAPI document).
 - SIGNED_IN: a person's session cookie (the account page and the key dashboard).

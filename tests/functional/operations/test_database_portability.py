@@ -80,7 +80,7 @@ def test_an_api_key_id_past_the_integer_columns_is_not_found(app, number):
 
 def test_postgresql_waits_for_a_lock_as_long_as_sqlite_does_and_keeps_the_urls_own_options():
     # Without a lock_timeout a write behind another session's lock held its request (and worker) for as long as that
-    # session liked; SQLite gives up after its busy timeout. tests/functional/test_faults.py shows the 503.
+    # session liked; SQLite gives up after its busy timeout. tests/functional/operations/test_faults.py shows the 503.
     options = engine_options("postgresql+psycopg://keyfob@db/keyfob?options=-c%20statement_timeout%3D9000")
     assert options["connect_args"]["options"] == (
         f"-c statement_timeout=9000 -c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}")

@@ -2,10 +2,10 @@
 arbitrary text or JSON, and the app must answer with a page or the JSON error shape, never a 5xx, and write either
 the whole change or nothing at all.
 
-The key parser has its own properties in tests/unit/test_key_tokens.py, and test_openapi.py fuzzes the API against
-its OpenAPI document (schemathesis); this adds the dashboard and sign-in forms, any JSON value in any field of every
-API operation, and any query on every page. Examples are derandomized (the same every run, so a failure reproduces)
-and few: the file runs in seconds.
+The key parser has its own properties in tests/unit/test_key_tokens.py, and api/test_openapi.py fuzzes the API
+against its OpenAPI document (schemathesis); this adds the dashboard and sign-in forms, any JSON value in any field of
+every API operation, and any query on every page. Examples are derandomized (the same every run, so a failure
+reproduces) and few: the file runs in seconds.
 """
 
 from __future__ import annotations
