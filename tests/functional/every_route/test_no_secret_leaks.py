@@ -135,6 +135,8 @@ def test_no_key_made_or_used_any_way_is_kept_anywhere(tmp_path, recording, caplo
 
 
 def test_the_suite_wide_check_is_on(request):
-    if not request.config.pluginmanager.has_plugin(PLUGIN):
-        pytest.skip("the whole-suite leak check is off: add pytest_plugins = [\"tests.secret_leaks\"] to "
-                    "tests/conftest.py (or run pytest -p tests.secret_leaks)")
+    """The plugin is loaded for the session (tests/conftest.py's pytest_plugins) and records every key minted here."""
+    assert request.config.pluginmanager.get_plugin(PLUGIN) is secret_leaks, (
+        "the whole-suite leak check is off: add pytest_plugins = [\"tests.secret_leaks\"] to tests/conftest.py "
+        "(or run pytest -p tests.secret_leaks)")
+    assert tokens.generate("kf") in secret_leaks.MINTED
