@@ -16,9 +16,10 @@ def alerts(app) -> list[dict]:
     return rows(app, "SELECT kind, ip, key_id, message, acknowledged_at FROM alerts ORDER BY id")
 
 
-def fail(client, times: int, ip: str, token: str = "kf_" + "x" * 33) -> None:
+def fail(client, times: int, ip: str, token: str = "kf_" + "x" * 33, status: int = 401) -> None:
+    """Refused requests: 401 for a key that is not (or no longer) valid, 403 for a live key from the wrong address."""
     for _ in range(times):
-        assert client.get(WHOAMI, headers=bearer(token), environ_base={"REMOTE_ADDR": ip}).status_code in (401, 403)
+        assert client.get(WHOAMI, headers=bearer(token), environ_base={"REMOTE_ADDR": ip}).status_code == status
 
 
 def test_a_burst_of_failures_from_one_ip_raises_one_alert_per_window(apps):
@@ -61,7 +62,7 @@ def test_using_a_revoked_key_raises_one_open_alert_per_key(apps):
 def test_failures_of_a_live_key_raise_no_revoked_alert(apps):
     app = apps()
     key_id, token = new_key(app, add_user(app), allowed_ips=["10.0.0.0/8"])
-    fail(app.test_client(), 2, "192.0.2.1", token)  # refused for its address, not revoked
+    fail(app.test_client(), 2, "192.0.2.1", token, status=403)  # refused for its address, not revoked
     flush(app)
     assert alerts(app) == []
 
@@ -74,7 +75,8 @@ def test_a_key_deleted_before_the_flush_does_not_block_the_batch(apps):
     kept, kept_token = new_key(app, owner, name="kept")
     assert client.get(WHOAMI, headers=bearer(gone_token), environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 200
     fail(client, 1, "192.0.2.1", gone_token[:-1] + ("A" if gone_token[-1] != "A" else "B"))  # no key row
-    fail(client, 1, "192.0.2.9", gone_token)  # the key's own refusal: a daily failure and an event with its id
+    # The key's own refusal (from outside its allowlist): a daily failure and an event with its id.
+    fail(client, 1, "192.0.2.9", gone_token, status=403)
     assert client.get(WHOAMI, headers=bearer(kept_token)).status_code == 200
     with app.app_context():
         db.session.execute(db.text("DELETE FROM api_keys WHERE id = :id"), {"id": gone})
