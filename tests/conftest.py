@@ -1,12 +1,11 @@
-"""Fixtures, flaskr style: `app` on a temporary database, `client`, `runner`, and an `auth` helper."""
+"""Fixtures, flaskr style: `app` on a temporary database (built by `apps`), `client`, `runner`, and an `auth`
+helper."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.extensions import db
-from app.keys.core import KeyCore
-from tests.support import PASSWORD, POSTGRES, AuthActions, make_app
+from tests.support import PASSWORD, POSTGRES, AppFactory, AuthActions
 
 # Every key plaintext the suite makes is searched for in every database, log and temporary file it leaves.
 pytest_plugins = ["tests.secret_leaks"]
@@ -51,13 +50,18 @@ def _postgres_test(request):
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = make_app(tmp_path)
-    yield app
-    KeyCore.of(app).usage.stop()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+def apps(tmp_path):
+    """Builds apps for this test, each with the settings it asks for (tests.support.AppFactory), and closes every
+    one of them at the end: for a test that needs other settings, or two apps on one database."""
+    factory = AppFactory(tmp_path)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def app(apps):
+    """The app most tests need: apps() with the test configuration as it is."""
+    return apps()
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ that across the whole test suite, whatever each test does:
    logs, and the SQLite files themselves with their journals and free pages.
 
 Enable it for the suite with `pytest_plugins = ["tests.secret_leaks"]` in tests/conftest.py, or `-p
-tests.secret_leaks`. tests/functional/test_no_secret_leaks.py uses the same functions directly for its own
-end-to-end check, and proves the search finds a planted key.
+tests.secret_leaks`. tests/functional/every_route/test_no_secret_leaks.py uses the same functions directly for its
+own end-to-end check, and proves the search finds a planted key.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def _base_config(tmp_path, database: str) -> dict:
         "KEY_PEPPER": "test-pepper-that-is-long-enough-for-production",
         "DATABASE_URL": database,
         "KEYFOB_INSTANCE_PATH": str(tmp_path / "instance"),
-        # Tests sign many people up from 127.0.0.1; tests/functional/test_registration.py tests the real bound.
+        # Tests sign many people up from 127.0.0.1; tests/functional/accounts/test_registration.py tests the real
+        # bound.
         "REGISTRATION_THROTTLE_PER_IP": "1000 per hour",
         **FAST_ARGON2,
     }
@@ -119,6 +120,41 @@ def make_app(tmp_path, **overrides):
     with app.app_context():
         upgrade()
     return app
+
+
+# The background flusher would race the tests' own flush() calls; an hour means "only when a test flushes".
+QUIET = {"USAGE_FLUSH_SECONDS": "3600"}
+
+
+def close_app(app) -> None:
+    """Stop the app's usage flusher and let go of its database connections."""
+    KeyCore.of(app).usage.stop()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+class AppFactory:
+    """The one way the tests build apps (the `apps` fixture; `app` is `apps()`): each on a migrated database,
+    quiet (usage is written only when a test flushes), with the test's settings on top, and all closed at the end.
+    Two apps with the same `name` share one database, as two processes would; `migrate=False` builds one on a
+    database that cannot be migrated (one that cannot be reached)."""
+
+    def __init__(self, tmp_path) -> None:
+        self._tmp_path = Path(tmp_path)
+        self._apps: list = []
+
+    def __call__(self, name: str = "main", *, migrate: bool = True, **overrides):
+        folder = self._tmp_path / name
+        folder.mkdir(exist_ok=True)
+        settings = {**QUIET, **overrides}
+        app = make_app(folder, **settings) if migrate else create_app(app_config(folder, **settings))
+        self._apps.append(app)
+        return app
+
+    def close(self) -> None:
+        for app in self._apps:
+            close_app(app)
 
 
 CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')

@@ -22,8 +22,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Reque
 from werkzeug.serving import make_server
 
 from app.assets import HTMX
-from app.extensions import db
-from tests.support import make_app
+from tests.support import AppFactory
 
 REPO_ROOT = Path(__file__).parents[2]
 CACHE_DIR = REPO_ROOT / ".cache"
@@ -90,7 +89,8 @@ def htmx_js() -> bytes:
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory) -> Iterator[tuple[Flask, str]]:
     """The app on a fresh database, served on a free local port; yields the app (to set up data) and base URL."""
-    app = make_app(tmp_path_factory.mktemp("live"))
+    factory = AppFactory(tmp_path_factory.mktemp("live"))
+    app = factory(USAGE_FLUSH_SECONDS="1")  # not quiet: the pages show the usage the background flush writes
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
@@ -100,9 +100,7 @@ def live_app(tmp_path_factory) -> Iterator[tuple[Flask, str]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        factory.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,12 @@
-"""Fixtures the functional tests share (the suite-wide ones, `app`, `client` and `auth`, are in tests/conftest.py)."""
+"""Fixtures the functional tests share (the suite-wide ones, `apps`, `app`, `client` and `auth`, are in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.functional.keyhelpers import AppFactory, close_app
 from tests.functional.route_matrix import build_world
-
-
-@pytest.fixture
-def apps(tmp_path):
-    """Builds apps on fresh migrated databases, with only the flushes a test asks for (`AppFactory`), and closes
-    every one of them at the end of the test."""
-    factory = AppFactory(tmp_path)
-    yield factory
-    factory.close()
+from tests.support import close_app
 
 
 @pytest.fixture(scope="module")

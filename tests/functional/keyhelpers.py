@@ -1,4 +1,4 @@
-"""Helpers shared by the key-core functional tests: apps that are closed cleanly, users, keys and raw rows."""
+"""Helpers shared by the key-core functional tests: users, keys and raw rows."""
 
 from __future__ import annotations
 
@@ -16,39 +16,10 @@ from app.extensions import db
 from app.keys import service
 from app.keys.core import KeyCore
 from app.keys.models import ApiKey
-from tests.support import PASSWORD, make_app
+from tests.support import PASSWORD
 
 PEPPER = "test-pepper-that-is-long-enough-for-production"  # app_config's KEY_PEPPER
-# The background flusher would race the tests' own flush() calls; an hour means "only when a test flushes".
-QUIET = {"USAGE_FLUSH_SECONDS": "3600"}
 WHOAMI = "/api/v1/whoami"
-
-
-def close_app(app) -> None:
-    KeyCore.of(app).usage.stop()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-class AppFactory:
-    """Builds apps on fresh migrated databases (two apps with the same `name` share one database file, as two
-    processes would) and closes every one of them at the end of the test."""
-
-    def __init__(self, tmp_path) -> None:
-        self._tmp_path = tmp_path
-        self._apps: list = []
-
-    def __call__(self, name: str = "main", **overrides):
-        folder = self._tmp_path / name
-        folder.mkdir(exist_ok=True)
-        app = make_app(folder, **{**QUIET, **overrides})
-        self._apps.append(app)
-        return app
-
-    def close(self) -> None:
-        for app in self._apps:
-            close_app(app)
 
 
 def add_user(app, email: str = "ada@example.com") -> int:

@@ -1,7 +1,8 @@
 """Every route of the app, read from `app.url_map`, each with the face it belongs to, and a world to aim them at.
 
-The abuse matrix (test_abuse_matrix.py) parametrizes over ROUTES: a route added to the app shows up there by itself,
-and fails test_every_route_is_classified until FACES says who may use it. A face decides what every check expects:
+The abuse matrix (every_route/test_abuse_matrix.py) parametrizes over ROUTES: a route added to the app shows up there
+by itself, and fails test_every_route_is_classified until FACES says who may use it. A face decides what every check
+expects:
 
 - PUBLIC: anyone (sign-in pages, health probes, static files, the OpenAPI document).
 - SIGNED_IN: a person's session cookie (the account page and the key dashboard).
@@ -23,8 +24,8 @@ from app.accounts import service as accounts
 from app.assets import HTMX
 from app.audit.models import Alert
 from app.extensions import db
-from tests.functional.keyhelpers import bearer, close_app, new_key
-from tests.support import PASSWORD, AuthActions, app_config, csrf_token_from, make_app
+from tests.functional.keyhelpers import bearer, new_key
+from tests.support import PASSWORD, QUIET, AuthActions, app_config, close_app, csrf_token_from, make_app
 
 PUBLIC, SIGNED_IN, ADMIN, API_KEY, METRICS = "public", "signed in", "admin", "API key", "admin or metrics token"
 COOKIE_FACES = (PUBLIC, SIGNED_IN, ADMIN, METRICS)
@@ -240,7 +241,7 @@ def csrf_token(client) -> str:
 
 
 def build_world(folder) -> World:
-    app = make_app(folder, USAGE_FLUSH_SECONDS="3600")  # usage is written only when a test flushes
+    app = make_app(folder, **QUIET)  # usage is written only when a test flushes
     with app.app_context():
         admin = accounts.create_user("ada@example.com", PASSWORD, is_admin=True).id
         attacker = accounts.create_user("mallory@example.com", PASSWORD).id

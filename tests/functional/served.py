@@ -15,7 +15,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from tests.functional.test_startup import BIN, ROOT, clean_env, flask, free_port
+from tests.functional.processes import BIN, ROOT, clean_env, flask, free_port
 from tests.support import PASSWORD
 
 
