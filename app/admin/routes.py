@@ -96,7 +96,8 @@ def key(key_id: int):
     return render_template(
         "admin/key.html", key=key, now=now,
         chart=stacked_daily_chart(queries.daily_usage([key.id], CHART_DAYS, now.date())),
-        events=queries.key_events(key.id, limit=100), action_form=ActionForm(), revoke_form=RevokeForm())
+        events=queries.key_events(key.id, limit=100), action_form=ActionForm(), revoke_form=RevokeForm(),
+        **queries.key_services(key.id))
 
 
 @bp.get("/alerts")

@@ -455,7 +455,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {**_operation(
             "verifyKey", "Check a key for one of your services", tag="Verification", scope=None, ok=200,
             ok_schema="VerifyResult", ok_description="The check was made: `valid` and `code` say its outcome.",
-            body="VerifyRequest", errors=(401, 422),
+            body="VerifyRequest", errors=(401, 422, 503),
             description="For the team's own services and reverse proxies, with a verifier credential an admin issued "
                         "(never an API key). The same rules, counts, rate limits, quotas and audit as Keyfob's own "
                         "routes: a key verified here and used on Keyfob's API shares one rate limit and one quota. "

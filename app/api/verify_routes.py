@@ -97,9 +97,11 @@ def verify_key():
     except UnknownScopeError as error:
         raise invalid({"scopes": str(error)}) from None
     client_ip = _client_ip(body)
-    for name in ("method", "path"):
-        if len(text(body, name) or "") > 2000:
+    method, path = text(body, "method"), text(body, "path")
+    for name, value in (("method", method), ("path", path)):
+        if len(value or "") > 2000:
             raise invalid({name: "Use at most 2,000 characters."})
-    result = verification.verify(key, scopes, client_ip, None, verifier_id=verifier.id)
+    result = verification.verify(key, scopes, client_ip, None, verifier_id=verifier.id,
+                                 method=method.upper() if method else None, path=path)
     count_verification(result.outcome, via=verifier.name)
     return jsonify(check_json(result))

@@ -124,6 +124,7 @@ def _detail_page(key: ApiKey, *, settings_form=None, rotate_form=None, status: i
     chart = stacked_daily_chart(queries.daily_usage([key.id], CHART_DAYS, now.date()))
     return render_template(
         "dashboard/detail.html", key=key, now=now, chart=chart, events=queries.key_events(key.id),
+        **queries.key_services(key.id),
         settings_form=settings_form or _settings_form(key, submitted=False),
         rotate_form=rotate_form or RotateForm(formdata=None), action_form=ActionForm(formdata=None),
         revoke_form=RevokeForm(formdata=None),

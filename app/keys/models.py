@@ -110,6 +110,24 @@ class KeyVerifierUsage(db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class KeyRecentRequest(db.Model):
+    """The last few requests a service checked a key for (the method and path a proxy or a service passed), so its
+    owner sees what the key is used for. The usage buffer keeps at most RECENT_REQUESTS_KEPT per key."""
+
+    __tablename__ = "key_recent_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    verifier_id: Mapped[int] = mapped_column(ForeignKey("verifiers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(500))
+    outcome: Mapped[str] = mapped_column(String(20))
+
+    __table_args__ = (Index("ix_key_recent_requests_key_id_at", "key_id", "at"),)
+
+
+RECENT_REQUESTS_KEPT = 20
 VERIFIER_NAME_LENGTH = 64
 
 

@@ -17,7 +17,15 @@ from app.audit.models import AuditEvent
 from app.database import utcnow
 from app.extensions import db
 from app.keys.core import settings
-from app.keys.models import MAX_KEY_ID, ApiKey, DailyKeyUsage
+from app.keys.models import (
+    MAX_KEY_ID,
+    RECENT_REQUESTS_KEPT,
+    ApiKey,
+    DailyKeyUsage,
+    KeyRecentRequest,
+    KeyVerifierUsage,
+    Verifier,
+)
 
 STATUSES = ("active", "expiring", "disabled", "suspended", "expired", "revoked")
 # Groups for filters: "live" is neither revoked nor expired, "ended" is either.
@@ -341,3 +349,35 @@ def keys_of(owner: User | None = None) -> list[ApiKey]:
     if owner is not None:
         statement = statement.where(ApiKey.user_id == owner.id)
     return list(db.session.scalars(statement))
+
+
+@dataclass(frozen=True)
+class ServiceChecks:
+    name: str
+    requests: int
+    failures: int
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    service: str
+    at: datetime
+    method: str
+    path: str
+    outcome: str
+
+
+def key_services(key_id: int) -> dict[str, list]:
+    """Which services checked the key (per verifier: accepted, refused, last check, busiest first) and the method and
+    path of their latest checks, newest first: the template values of keys/_services.html."""
+    services = [ServiceChecks(*row) for row in db.session.execute(
+        select(Verifier.name, KeyVerifierUsage.requests, KeyVerifierUsage.failures, KeyVerifierUsage.last_used_at)
+        .join(Verifier, Verifier.id == KeyVerifierUsage.verifier_id).where(KeyVerifierUsage.key_id == key_id)
+        .order_by((KeyVerifierUsage.requests + KeyVerifierUsage.failures).desc(), Verifier.name))]
+    recent = [CheckedRequest(*row) for row in db.session.execute(
+        select(Verifier.name, KeyRecentRequest.at, KeyRecentRequest.method, KeyRecentRequest.path,
+               KeyRecentRequest.outcome)
+        .join(Verifier, Verifier.id == KeyRecentRequest.verifier_id).where(KeyRecentRequest.key_id == key_id)
+        .order_by(KeyRecentRequest.at.desc(), KeyRecentRequest.id.desc()).limit(RECENT_REQUESTS_KEPT))]
+    return {"services": services, "recent_requests": recent}

@@ -13,19 +13,26 @@ import atexit
 import logging
 import os
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import limits
-from sqlalchemy import String, case, literal, select, update
+from sqlalchemy import String, case, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.alerts import raise_alerts
 from app.audit.models import AuditEvent
 from app.database import UTCDateTime, is_outage, utcnow
-from app.keys.models import ApiKey, DailyKeyUsage, KeyVerifierUsage, Verifier
+from app.keys.models import (
+    RECENT_REQUESTS_KEPT,
+    ApiKey,
+    DailyKeyUsage,
+    KeyRecentRequest,
+    KeyVerifierUsage,
+    Verifier,
+)
 
 log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 10_000
@@ -62,9 +69,11 @@ class Pending:
     # Checks asked by services through a verifier credential: per (key, verifier), and per verifier in all.
     by_verifier: dict[tuple[int, int], Checks] = field(default_factory=lambda: defaultdict(Checks))
     verifiers: dict[int, Checks] = field(default_factory=lambda: defaultdict(Checks))
+    # The method and path of the latest checks per key: only the newest RECENT_REQUESTS_KEPT can be kept anyway.
+    recent: dict[int, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=RECENT_REQUESTS_KEPT)))
 
     def empty(self) -> bool:
-        return not (self.uses or self.daily or self.events or self.verifiers)
+        return not (self.uses or self.daily or self.events or self.verifiers or self.recent)
 
     def count_check(self, key_id: int | None, verifier_id: int, at: datetime, *, valid: bool) -> None:
         self.verifiers[verifier_id].add(1, 0, at)
@@ -94,6 +103,14 @@ class UsageBuffer:
             self._pending.daily[(key_id, at.date())][0] += 1
             if verifier_id is not None:
                 self._pending.count_check(key_id, verifier_id, at, valid=True)
+        self._ensure_thread()
+
+    def record_request(self, key_id: int, verifier_id: int, at: datetime, method: str, path: str,
+                       outcome: str) -> None:
+        """What a service checked the key for: shown to the key's owner."""
+        with self._lock:
+            self._pending.recent[key_id].append({"key_id": key_id, "verifier_id": verifier_id, "at": at,
+                                                 "method": method[:16], "path": path[:500], "outcome": outcome})
         self._ensure_thread()
 
     def record_failure(self, event: dict, key_id: int | None, at: datetime) -> None:
@@ -185,7 +202,7 @@ class UsageBuffer:
             log.error("usage flush: the database refused the batch (%s); writing its counts without its %d audit "
                       "events", error.__class__.__name__, len(pending.events))
             counts_only = Pending(uses=pending.uses, daily=pending.daily, by_verifier=pending.by_verifier,
-                                  verifiers=pending.verifiers)
+                                  verifiers=pending.verifiers, recent=pending.recent)
             try:
                 self._write(counts_only)
             except SQLAlchemyError as second:
@@ -203,7 +220,7 @@ class UsageBuffer:
             # fail for ever: its counts go, its audit events stay without the key.
             referenced = set(pending.uses) | {key_id for key_id, _ in pending.daily} | {
                 event["key_id"] for event in pending.events if event.get("key_id") is not None} | {
-                key_id for key_id, _ in pending.by_verifier}
+                key_id for key_id, _ in pending.by_verifier} | set(pending.recent)
             existing = set(connection.scalars(select(ApiKey.id).where(ApiKey.id.in_(referenced)))) \
                 if referenced else set()
             verifiers = {event["verifier_id"] for event in pending.events if event.get("verifier_id") is not None}
@@ -244,9 +261,10 @@ class UsageBuffer:
     @staticmethod
     def _write_checks(connection, pending: Pending, existing_keys: set[int]) -> None:
         """The verifiers' counts: per verifier, and per key and verifier (relative updates, newest time kept)."""
-        if not pending.verifiers:
+        if not pending.verifiers and not pending.recent:
             return
-        known = set(connection.scalars(select(Verifier.id).where(Verifier.id.in_(pending.verifiers))))
+        asked = set(pending.verifiers) | {row["verifier_id"] for rows in pending.recent.values() for row in rows}
+        known = set(connection.scalars(select(Verifier.id).where(Verifier.id.in_(asked))))
         for verifier_id, checks in sorted(pending.verifiers.items()):
             if verifier_id in known:
                 at = literal(checks.last_at, UTCDateTime())
@@ -270,6 +288,15 @@ class UsageBuffer:
                                             | (KeyVerifierUsage.last_used_at < excluded.last_used_at),
                                             excluded.last_used_at), else_=KeyVerifierUsage.last_used_at)},
             ), rows)
+        recent = [row for key_id, rows in sorted(pending.recent.items()) if key_id in existing_keys
+                  for row in rows if row["verifier_id"] in known]
+        if recent:
+            connection.execute(KeyRecentRequest.__table__.insert(), recent)
+            for key_id in sorted({row["key_id"] for row in recent}):
+                newest = (select(KeyRecentRequest.id).where(KeyRecentRequest.key_id == key_id)
+                          .order_by(KeyRecentRequest.at.desc(), KeyRecentRequest.id.desc()).limit(RECENT_REQUESTS_KEPT))
+                connection.execute(delete(KeyRecentRequest).where(
+                    KeyRecentRequest.key_id == key_id, KeyRecentRequest.id.not_in(newest.scalar_subquery())))
 
     def _put_back(self, pending: Pending) -> None:
         with self._lock:
@@ -286,6 +313,11 @@ class UsageBuffer:
                 current.by_verifier[pair].add(checks.requests, checks.failures, checks.last_at)
             for verifier_id, checks in pending.verifiers.items():
                 current.verifiers[verifier_id].add(checks.requests, checks.failures, checks.last_at)
+            for key_id, rows in pending.recent.items():
+                kept = current.recent[key_id]
+                newer = list(kept)
+                kept.clear()
+                kept.extend([*rows, *newer])
             room = MAX_PENDING_EVENTS - len(current.events)
             current.events[:0] = pending.events[:room]
             current.dropped_events += pending.dropped_events + max(0, len(pending.events) - room)

@@ -119,16 +119,18 @@ class VerifiedKey:
 
 
 def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | None = None,
-           user_agent: str | None = None, now: datetime | None = None, verifier_id: int | None = None) -> Verification:
+           user_agent: str | None = None, now: datetime | None = None, verifier_id: int | None = None,
+           method: str | None = None, path: str | None = None) -> Verification:
     """Check a presented key for a request needing all of `required_scopes`, from `client_ip`.
 
     A malformed key (bad checksum, wrong prefix, garbage) is refused without any database query. Nothing is cached:
     a revoke, disable or expiry applies to the very next request in every process. A valid use is counted in the
-    usage buffer; a failure is audited through it.
+    usage buffer; a failure is audited through it. A service that asks through its verifier credential is named by
+    `verifier_id`, and may say the `method` and `path` the key was presented for: the owner sees them on the key.
     """
     s = settings()
     now = now or utcnow()
-    asked = _Asked(now, client_ip, user_agent, verifier_id)
+    asked = _Asked(now, client_ip, user_agent, verifier_id, method, path)
     required = tuple(required_scopes)
 
     if s.service_key is not None and hmac.compare_digest(token.encode(), s.service_key.encode()):
@@ -181,6 +183,7 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
         return _failed(Outcome.USAGE_EXCEEDED, asked, key, rate_limit=state)
 
     key_core().usage.record_use(key_id, now, client_ip, verifier_id)
+    _note_request(asked, key_id, Outcome.VALID)
     return Verification(Outcome.VALID, key, rate_limit=state)
 
 
@@ -237,6 +240,14 @@ class _Asked:
     client_ip: str | None
     user_agent: str | None
     verifier_id: int | None  # the service that asked through a verifier credential; None for Keyfob's own routes
+    method: str | None = None  # what the service said the key was presented for
+    path: str | None = None
+
+
+def _note_request(asked: _Asked, key_id: int, outcome: Outcome) -> None:
+    if asked.verifier_id is not None and asked.path is not None:
+        key_core().usage.record_request(key_id, asked.verifier_id, asked.now, asked.method or "", asked.path,
+                                        outcome.value)
 
 
 def _failed(outcome: Outcome, asked: _Asked, key: VerifiedKey | None = None, detail: str | None = None, *,
@@ -250,4 +261,6 @@ def _failed(outcome: Outcome, asked: _Asked, key: VerifiedKey | None = None, det
     row = audit.event_row("key.verify_failed", actor, key, text, key_display=key_display,
                           verifier_id=asked.verifier_id)
     key_core().usage.record_failure(row, key.id if key is not None else None, asked.now)
+    if key is not None and key.id is not None:
+        _note_request(asked, key.id, outcome)
     return Verification(outcome, key, missing, rate_limit)

@@ -29,7 +29,7 @@ from app.errors import error_response
 from app.extensions import csrf
 from app.keys import verification, verifiers
 from app.metrics import count_verification
-from app.proxy_auth.rules import match
+from app.proxy_auth.rules import match, normalised_path
 
 bp = Blueprint("proxy_auth", __name__, url_prefix="/forward-auth")
 csrf.exempt(bp)
@@ -84,7 +84,8 @@ def forward_auth(sub_path: str = ""):
         response.headers["X-Keyfob-Code"] = "MISSING"
         return response
     result = verification.verify(key, rule.scopes if rule else (), request.remote_addr,
-                                 request.headers.get("User-Agent"), verifier_id=verifier.id)
+                                 request.headers.get("User-Agent"), verifier_id=verifier.id, method=method,
+                                 path=normalised_path(uri))
     count_verification(result.outcome, via=verifier.name)
     if not result.ok:
         response = refusal(result)

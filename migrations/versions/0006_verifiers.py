@@ -1,4 +1,5 @@
-"""Verifier credentials, key usage per verifier, and the verifier behind an audited check
+"""Verifier credentials, key usage per verifier, recent requests checked by services, and the verifier behind an
+audited check
 
 Revision ID: 0006
 Revises: 0005
@@ -44,6 +45,22 @@ def upgrade():
                             name=op.f('fk_key_verifier_usage_verifier_id_verifiers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('key_id', 'verifier_id', name=op.f('pk_key_verifier_usage'))
     )
+    op.create_table('key_recent_requests',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('key_id', sa.Integer(), nullable=False),
+    sa.Column('verifier_id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('method', sa.String(length=16), nullable=False),
+    sa.Column('path', sa.String(length=500), nullable=False),
+    sa.Column('outcome', sa.String(length=20), nullable=False),
+    sa.ForeignKeyConstraint(['key_id'], ['api_keys.id'], name=op.f('fk_key_recent_requests_key_id_api_keys'),
+                            ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['verifier_id'], ['verifiers.id'],
+                            name=op.f('fk_key_recent_requests_verifier_id_verifiers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_recent_requests'))
+    )
+    with op.batch_alter_table('key_recent_requests', schema=None) as batch_op:
+        batch_op.create_index('ix_key_recent_requests_key_id_at', ['key_id', 'at'], unique=False)
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('verifier_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_audit_events_verifier_id_verifiers'), 'verifiers',
@@ -54,5 +71,6 @@ def downgrade():
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_audit_events_verifier_id_verifiers'), type_='foreignkey')
         batch_op.drop_column('verifier_id')
+    op.drop_table('key_recent_requests')
     op.drop_table('key_verifier_usage')
     op.drop_table('verifiers')

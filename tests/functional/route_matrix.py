@@ -9,6 +9,7 @@ expects:
 - ADMIN: an admin's session cookie.
 - API_KEY: an `Authorization: Bearer` key; no cookie is read, so no CSRF token and no cross-site check.
 - METRICS: an admin's session, or the METRICS_TOKEN for Prometheus.
+- VERIFIER: a verifier credential (a service, or a reverse proxy in X-Keyfob-Verifier), checking a key it was sent.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from app import create_app
 from app.accounts import service as accounts
 from app.assets import HTMX
 from app.audit.models import Alert
+from app.audit.service import Actor
 from app.extensions import db
+from app.keys import verifiers
 from tests.functional.keyhelpers import bearer, new_key
 from tests.support import PASSWORD, QUIET, AuthActions, app_config, close_app, csrf_token_from, make_app
 
 PUBLIC, SIGNED_IN, ADMIN, API_KEY, METRICS = "public", "signed in", "admin", "API key", "admin or metrics token"
+VERIFIER = "verifier credential"  # a service or a reverse proxy checking a key: no cookie, no API key
 COOKIE_FACES = (PUBLIC, SIGNED_IN, ADMIN, METRICS)
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -65,6 +69,9 @@ FACES = {
     "admin.lift_suspension": ADMIN,
     "admin.acknowledge_alert": ADMIN,
     "admin.change_user": ADMIN,
+    "admin.verifiers": ADMIN,
+    "admin.rotate_verifier": ADMIN,
+    "admin.revoke_verifier": ADMIN,
     "api.whoami": API_KEY,
     "api.scope_catalogue": API_KEY,
     "api.list_keys": API_KEY,
@@ -79,13 +86,15 @@ FACES = {
     "api.revoke_key_by_body": API_KEY,
     "api.key_usage": API_KEY,
     "metrics.metrics": METRICS,
+    "api.verify_key": VERIFIER,
+    "proxy_auth.forward_auth": VERIFIER,
 }
 # Routes that serve files from static/, not pages or answers of their own.
 FILES = {"static", "favicon"}
 # Routes that name a key in the body rather than the path.
 KEY_ID_IN_BODY = {"api.revoke_key_by_body"}
 # Values for path arguments that are not database ids.
-FIXED_ARGUMENTS = {"filename": "css/app.css"}
+FIXED_ARGUMENTS = {"filename": "css/app.css", "sub_path": "invoices/1"}
 ARGUMENT = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 
 
@@ -106,6 +115,11 @@ class Route:
     @property
     def unsafe(self) -> bool:
         return self.method in UNSAFE
+
+    @property
+    def takes_json(self) -> bool:
+        """The API's operations and the verification API read JSON; everything else reads forms."""
+        return self.face == API_KEY or self.endpoint == "api.verify_key"
 
     @property
     def names_a_key(self) -> bool:
@@ -177,6 +191,7 @@ def json_body(route: Route, key_id: int) -> dict | None:
         "api.renew_key": {"expires_in_days": 5},
         "api.revoke_key": {"reason": "the abuse matrix"},
         "api.revoke_key_by_body": {"id": key_id, "reason": "the abuse matrix"},
+        "api.verify_key": {"key": "kf_" + "A" * 33, "scopes": ["read:data"], "client_ip": "192.0.2.7"},
     }.get(route.endpoint) if route.unsafe else None
 
 
@@ -188,7 +203,8 @@ ALL_SCOPES = ("keys:read", "keys:write", "read:data", "write:data")
 @dataclass
 class World:
     """Three people on one app: ada the admin, mallory (an ordinary user: the attacker) and grace (the victim).
-    Ada and mallory are signed in and hold keys with every scope; grace has a key with an open alert on it."""
+    Ada and mallory are signed in and hold keys with every scope; grace has a key with an open alert on it. One service
+    holds a verifier credential; forward auth lets any valid key through (no rules file)."""
 
     app: object
     admin: int
@@ -202,6 +218,8 @@ class World:
     victim_key: int
     victim_token: str
     alert: int
+    verifier: int = 0
+    verifier_credential: str = ""
     clients: dict = field(default_factory=dict)
 
     def client(self, who: str):
@@ -216,11 +234,18 @@ class World:
     def ids(self, route: Route, *, whose: str) -> dict:
         """Path values: the key, alert and user a request from `whose` side would name."""
         key = {"victim": self.victim_key, "attacker": self.attacker_key, "admin": self.admin_key}[whose]
-        return {"key_id": key, "alert_id": self.alert, "user_id": self.victim}
+        return {"key_id": key, "alert_id": self.alert, "user_id": self.victim, "verifier_id": self.verifier}
 
     def headers_for(self, route: Route, who: str) -> dict:
+        """An API key's Authorization for the API; for the verification routes the service's credential (forward
+        auth also carries `who`'s key, as a proxy passes the client's on)."""
+        token = {"admin": self.admin_token, "attacker": self.attacker_token}.get(who, "")
         if route.face == API_KEY:
-            return bearer({"admin": self.admin_token, "attacker": self.attacker_token}.get(who, ""))
+            return bearer(token)
+        if route.endpoint == "proxy_auth.forward_auth":
+            return {"X-Keyfob-Verifier": self.verifier_credential, **bearer(token)}
+        if route.face == VERIFIER:
+            return bearer(self.verifier_credential)
         return {}
 
 
@@ -241,7 +266,7 @@ def csrf_token(client) -> str:
 
 
 def build_world(folder) -> World:
-    app = make_app(folder, **QUIET)  # usage is written only when a test flushes
+    app = make_app(folder, **QUIET, FORWARD_AUTH_UNMATCHED="any-key")  # usage is written only when a test flushes
     with app.app_context():
         admin = accounts.create_user("ada@example.com", PASSWORD, is_admin=True).id
         attacker = accounts.create_user("mallory@example.com", PASSWORD).id
@@ -255,8 +280,9 @@ def build_world(folder) -> World:
         db.session.add(alert)
         db.session.commit()
         alert_id = alert.id
+        verifier, credential = verifiers.create("billing-service", actor=Actor.cli())
     world = World(app, admin, attacker, victim, admin_key, admin_token, attacker_key, attacker_token,
-                  attacker_child, victim_key, victim_token, alert_id)
+                  attacker_child, victim_key, victim_token, alert_id, verifier.id, credential)
     world.clients = {"admin": signed_in(app, "ada@example.com"), "attacker": signed_in(app, "mallory@example.com")}
     return world
 

@@ -21,11 +21,14 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 
 from app.api.openapi import build_document
+from app.audit.service import Actor
 from app.extensions import db
+from app.keys import verifiers
 from app.keys.models import ApiKey
 from tests.functional.keyhelpers import add_user, bearer, flush, new_key
 
 OPENAPI = "/api/v1/openapi.json"
+VERIFY = "/api/v1/keys/verify"
 BASE = "/api/v1"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 ERROR_SCHEMA = "#/components/schemas/Error"
@@ -74,13 +77,22 @@ def test_the_document_is_public_json_and_valid_openapi_3_1(client):
 
 def test_bearer_is_the_global_security_scheme_and_only_the_document_itself_is_public(document):
     schemes = document["components"]["securitySchemes"]
-    assert schemes == {"bearerAuth": {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}}
+    assert schemes == {"bearerAuth": {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"},
+                       "verifierAuth": {**schemes["verifierAuth"], "type": "http", "scheme": "bearer"}}
     assert document["security"] == [{"bearerAuth": []}]
     public = [(method, path) for method, path, operation in operations(document) if operation.get("security") == []]
     assert public == [("GET", OPENAPI)]
-    for _, _, operation in operations(document):
+    by_scheme = {}
+    for method, path, operation in operations(document):
         for requirement in operation.get("security", [{"bearerAuth": []}]) or []:
-            assert set(requirement) == {"bearerAuth"}
+            by_scheme.setdefault(tuple(requirement), []).append(f"{method} {path}")
+    # The verification API alone takes a verifier credential; every other operation an API key.
+    assert by_scheme[("verifierAuth",)] == [f"POST {VERIFY}"]
+    assert set(by_scheme) == {("bearerAuth",), ("verifierAuth",)}
+
+
+def _uses_verifier(operation: dict) -> bool:
+    return any("verifierAuth" in requirement for requirement in operation.get("security", []))
 
 
 RULE_VARIABLE = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?\w+>")  # <name>, <int:name>, <int(min=1):name>
@@ -103,8 +115,9 @@ def _documented_shape(document: dict, path: str, item: dict, operation: dict) ->
 
 
 def _documented_scopes(document: dict, operation: dict) -> list[str] | None:
-    """The scopes the operation's security requirement names; None when it is public."""
-    requirements = operation.get("security", document["security"])
+    """The key scopes the operation's security requirement names; None when it is public or takes no API key."""
+    requirements = [requirement for requirement in operation.get("security", document["security"])
+                    if "bearerAuth" in requirement]
     return sorted(scope for requirement in requirements for scope in requirement["bearerAuth"]) if requirements \
         else None
 
@@ -142,7 +155,9 @@ def test_every_operation_documents_its_refusals_with_the_error_schema(document):
         assert errors, f"{label} documents no error response with the Error schema"
         assert errors == {status for status in responses if status[0] in "45"}, f"{label}: an error without Error"
         expected = {"405"}
-        if operation.get("security") != []:
+        if _uses_verifier(operation):
+            expected |= {"401", "503"}  # no valid verifier credential; the database down
+        elif operation.get("security") != []:
             expected |= {"400", "401", "403", "429", "503"}  # key in the URL, and what the key decorator refuses
         if "requestBody" in operation:
             expected |= {"400", "415", "422"}
@@ -199,8 +214,8 @@ def _refusals(app, key_id: int, headers: dict, query: dict | None = None) -> dic
     seen = {}
     for result in schema.get_all_operations():
         operation = result.ok()
-        if operation.definition.raw.get("security") == []:
-            continue
+        if operation.definition.raw.get("security") == [] or _uses_verifier(operation.definition.raw):
+            continue  # public, or the verification API (tests/functional/verification/test_verify_api.py)
         case = _case(schema, operation.method.upper(), operation.path, key_id, headers=headers, query=query)
         response = case.call()
         case.validate_response(response, checks=CHECKS)
@@ -300,7 +315,9 @@ def fuzzing(api):
             db.session.commit()
             db.session.remove()
 
-    return app, bearer(token), after_call
+    with app.app_context():
+        _, credential = verifiers.create("fuzzing-service", actor=Actor.cli())
+    return app, bearer(token), bearer(credential), after_call
 
 
 # Generated from the document the route serves (a test above proves they are the same), one test per operation.
@@ -316,10 +333,12 @@ fuzzed = schemathesis.openapi.from_dict(build_document(), config=SchemathesisCon
 @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_the_api_keeps_to_its_document(case, fuzzing):
-    app, headers, after_call = fuzzing
+    app, key_headers, verifier_headers, after_call = fuzzing
+    headers = verifier_headers if _uses_verifier(case.operation.definition.raw) else key_headers
     try:
         response = case.call_and_validate(app=app, headers=headers, checks=CHECKS)
-        # Every request carries a valid key: a 401 would mean the fuzzing lost its key and tests nothing more.
+        # Every request carries a valid key (or verifier credential): a 401 would mean the fuzzing lost it and tests
+        # nothing more.
         assert response.status_code != 401, response.text
     finally:
         after_call()

@@ -26,6 +26,7 @@ from tests.functional.route_matrix import (
     ROUTES,
     SIGNED_IN,
     UNSAFE,
+    VERIFIER,
     Route,
     build_world,
     check_security_headers,
@@ -70,7 +71,7 @@ def send(client, route: Route, path: str, *, token: str | None = None, headers: 
          key_in_body: int = 0):
     """One request as the route expects it: a JSON body for the API, the form fields (and `token`) for a form."""
     headers = headers or {}
-    if route.face == API_KEY:
+    if route.takes_json:
         response = client.open(path, method=route.method, json=json_body(route, key_in_body), headers=headers)
     elif route.unsafe:
         data = {**FORM, **({"csrf_token": token} if token else {})}
@@ -233,8 +234,9 @@ def test_the_same_requests_get_through_from_the_same_site_and_the_api_from_anywh
     the Bearer-key API answers cross-site requests, so the refusals above have no other cause."""
     world = fresh_world
     unsafe = [route for route in ROUTES if route.unsafe]
-    # Logging out ends the session the later requests need: last.
-    unsafe.sort(key=lambda route: route.endpoint == "auth.logout")
+    # Logging out ends the session the later requests need: last. Rotating or revoking the service's credential
+    # ends the one the verification routes need: after them.
+    unsafe.sort(key=lambda route: (route.endpoint == "auth.logout", route.endpoint.endswith("_verifier")))
     answers = {}
     for route in unsafe:
         if route.face == API_KEY:
@@ -245,6 +247,9 @@ def test_the_same_requests_get_through_from_the_same_site_and_the_api_from_anywh
             response = send(client, route, route.path(key_id=child),
                             headers={**bearer(world.admin_token), "Sec-Fetch-Site": "cross-site",
                                      "Origin": "https://elsewhere.example"}, key_in_body=child)
+        elif route.face == VERIFIER:  # a service or a proxy: cookieless, so from anywhere too
+            response = send(world.app.test_client(), route, route.path(), key_in_body=0,
+                            headers={**world.headers_for(route, "admin"), "Sec-Fetch-Site": "cross-site"})
         else:
             client = world.client(_principal(route))
             response = send(client, route, route.path(**_own_ids(world, route)), token=csrf_token(client),
@@ -270,6 +275,21 @@ def test_no_get_changes_state(world):
             response = send(client, route, route.path(**ids), headers={**world.headers_for(route, "admin"),
                                                                       **extra})
             assert response.status_code < 400, (str(route), response.status_code)
+    assert snapshot(world.app) == before
+
+
+@pytest.mark.parametrize("who", ["nobody", "a signed-in admin", "an API key"])
+@pytest.mark.parametrize("route", routes(VERIFIER))
+def test_the_verification_routes_take_nothing_but_a_verifier_credential(world, route, who):
+    """Neither a session (with its CSRF token) nor an API key opens them: only a service's credential."""
+    client = world.client("admin") if who == "a signed-in admin" else world.app.test_client()
+    headers = {"X-CSRFToken": csrf_token(client)} if who == "a signed-in admin" else {}
+    if who == "an API key":
+        headers = {**bearer(world.admin_token), "X-Keyfob-Verifier": world.admin_token}
+    before = snapshot(world.app)
+    response = send(client, route, route.path(), headers=headers)
+    assert response.status_code == 401, text(response)
+    assert response.get_json()["error"] == "invalid_verifier"
     assert snapshot(world.app) == before
 
 

@@ -3,7 +3,8 @@ file) and a few addresses that match none, with every method, sent bodies of eve
 client might send: JSON that is not an object, too deep, with huge numbers, NaN, lone surrogates or NUL; bytes that
 are not UTF-8; forms with repeated, oversized or undecodable fields; multipart; wrong, missing and lying content
 types; empty bodies; a body past the size limit. Each goes anonymously (with the session's own CSRF token, so it
-gets past CSRF to the view), signed in as an admin (with a valid CSRF token), and with a valid key.
+gets past CSRF to the view), signed in as an admin (with a valid CSRF token), with a valid key, and as a service
+with its verifier credential.
 
 Every answer must be Keyfob's own: never a 5xx (no 503 can be deliberate here: every store is up), the security
 headers on all of them, the JSON error shape from the API, and nothing logged at ERROR. test_fuzz_inputs.py fuzzes
@@ -145,6 +146,9 @@ def _identities(world):
         "anonymous": (anonymous, {"X-CSRFToken": csrf_token(anonymous)}),
         "admin": (world.clients["admin"], {"X-CSRFToken": csrf_token(world.clients["admin"])}),
         "key": (world.app.test_client(), bearer(world.admin_token)),
+        # A service: its credential both as the verification API reads it and as forward auth does.
+        "verifier": (world.app.test_client(), {**bearer(world.verifier_credential),
+                                               "X-Keyfob-Verifier": world.verifier_credential}),
     }
 
 
@@ -164,7 +168,7 @@ def test_no_body_shape_gets_a_5xx_on_any_route(world, target, methods, caplog):
     # The requests aim at a key of the admin's, so the signed-in admin and the admin's key reach the views (not a
     # 404); a new one for each rule, in case a shape changed the last.
     key_id, _ = new_key(world.app, world.admin, name="fuzz target", scopes=("read:data",), days=30)
-    ids = {"key_id": key_id, "alert_id": world.alert, "user_id": world.victim}
+    ids = {"key_id": key_id, "alert_id": world.alert, "user_id": world.victim, "verifier_id": world.verifier}
     path = target if isinstance(target, str) else target.path(**ids)
     caplog.set_level(logging.ERROR)
     for who, (client, headers) in _identities(world).items():

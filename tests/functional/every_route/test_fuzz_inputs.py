@@ -188,7 +188,7 @@ def test_the_revoke_form_takes_any_reason(world, reason, next_, htmx):
 def test_a_nul_in_any_query_parameter_or_form_field_of_any_route_is_refused(world, route):
     who = {SIGNED_IN: "attacker", API_KEY: "attacker"}.get(route.face, "admin")
     client = world.client(who)
-    path = route.path(key_id=world.attacker_key, alert_id=world.alert, user_id=world.victim)
+    path = route.path(**world.ids(route, whose="attacker"))
     before = snapshot(world.app)
     headers = world.headers_for(route, who)
     requests = [{"query_string": {"q": "a\x00b"}}]

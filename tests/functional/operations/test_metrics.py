@@ -74,10 +74,10 @@ def test_verifications_are_counted_by_outcome_with_latency_and_gauges(metrics_ap
     flush(app)
     after = scrape(client)
     name = "keyfob_key_verifications_total"
-    assert sample(after, name, outcome="valid") - sample(before, name, outcome="valid") == 3
-    assert sample(after, name, outcome="malformed") - sample(before, name, outcome="malformed") == 1
-    assert sample(after, name, outcome="insufficient_scope") - sample(before, name,
-                                                                      outcome="insufficient_scope") == 1
+    def counted(outcome: str) -> float:
+        return sample(after, name, outcome=outcome, via="keyfob") - sample(before, name, outcome=outcome, via="keyfob")
+
+    assert (counted("valid"), counted("malformed"), counted("insufficient_scope")) == (3, 1, 1)
     histogram = "keyfob_request_duration_seconds_count"
     assert sample(after, histogram, method="GET", route="/api/v1/whoami") - \
         sample(before, histogram, method="GET", route="/api/v1/whoami") == 4
@@ -122,5 +122,5 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path):
             with urllib.request.urlopen(request, timeout=10) as response:
                 texts.append(response.read().decode())
     for text in texts:  # whichever worker answered, it reports both workers' counts
-        assert sample(text, "keyfob_key_verifications_total", outcome="valid") == sent
+        assert sample(text, "keyfob_key_verifications_total", outcome="valid", via="keyfob") == sent
         assert sample(text, "keyfob_request_duration_seconds_count", method="GET", route="/api/v1/whoami") == sent

@@ -248,3 +248,42 @@ def test_flask_verifiers_create_list_rotate_revoke(apps):
     assert "revoked" in runner.invoke(args=["verifiers", "list"]).output
     assert runner.invoke(args=["verifiers", "rotate", "billing-service"]).exit_code == 1
     assert runner.invoke(args=["verifiers", "revoke", "nobody"]).exit_code == 1
+
+
+# -- what the owner sees ----------------------------------------------------------------------------------------------
+
+def test_the_key_page_shows_which_services_checked_it_and_for_what(setup):
+    app, client, credential, _, owner = setup
+    key_id, token = new_key(app, owner, scopes=("read:data",))
+    with app.app_context():
+        _, other = verifiers.create("reports-cron", actor=Actor.cli())
+    check(client, credential, key=token, scopes=["read:data"], method="get", path="/invoices/7")
+    check(client, credential, key=token, scopes=["write:data"], method="POST", path="/invoices")
+    check(client, other, key=token)  # no method and path: counted, not listed
+    flush(app)
+    from tests.support import AuthActions
+
+    page_client = app.test_client()
+    AuthActions(page_client).login()
+    page = page_client.get(f"/keys/{key_id}").get_data(as_text=True)
+    services = page.split('id="services-heading"')[1].split("</section>")[0]
+    assert "<th scope=\"row\">billing-service</th><td class=\"number\">1</td>" in services
+    assert "<td class=\"number\">1</td>" in services.split("billing-service")[1]  # one refused
+    assert "reports-cron" in services
+    assert "<code>GET /invoices/7</code> via billing-service" in services
+    assert "<code>POST /invoices</code> via billing-service" in services and "insufficient scope" in services
+    assert services.index("POST /invoices") < services.index("GET /invoices/7")  # newest first
+    assert token not in page and credential not in page
+
+
+def test_only_the_latest_requests_are_kept(setup):
+    from app.keys.models import RECENT_REQUESTS_KEPT
+
+    app, client, credential, _, owner = setup
+    key_id, token = new_key(app, owner)
+    for batch in range(2):
+        for number in range(RECENT_REQUESTS_KEPT):
+            check(client, credential, key=token, method="GET", path=f"/items/{batch}-{number}")
+        flush(app)
+    kept = rows(app, "SELECT path FROM key_recent_requests WHERE key_id = :id ORDER BY id", id=key_id)
+    assert [row["path"] for row in kept] == [f"/items/1-{number}" for number in range(RECENT_REQUESTS_KEPT)]
