@@ -23,6 +23,8 @@ from app.keys.ratelimit import RateLimitState
 from app.keys.verification import Outcome
 from app.metrics import count_verification
 
+# The Python client's decorator for services (static/clients/keyfob_client.py) gives these same refusals, messages
+# and headers; tests/functional/verification/test_python_client.py compares the two on a running Keyfob.
 REALM = 'Bearer realm="keyfob"'
 # Names under which clients tend to put a key in a URL, where proxies, logs and browser history would keep it.
 KEY_QUERY_PARAMETERS = ("api_key", "apikey", "key", "access_token", "token")

@@ -212,9 +212,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                        required=["id", "email"])),
             "scopes": {"type": "array", "items": {"type": "string"}}, "expires_at": _nullable(DATE_TIME),
         }, required=["id", "name", "start", "owner", "scopes", "expires_at"]),
-        "rate_limit": _nullable(_object({"limit": {"type": "integer"}, "remaining": {"type": "integer"},
+        "rate_limit": _nullable(_object({"limit": {"type": "integer", "description": "Requests per window."},
+                                         "window": {"type": "integer", "description": "Seconds."},
+                                         "remaining": {"type": "integer"},
                                          "reset": {"type": "integer", "description": "Seconds."}},
-                                        required=["limit", "remaining", "reset"])),
+                                        required=["limit", "window", "remaining", "reset"])),
         "remaining_uses": {"type": ["integer", "null"], "description": "Uses left after this check."},
         "missing_scopes": {"type": "array", "items": {"type": "string"}},
     }, required=["valid", "code"], description="The outcome of a completed check; `key`, `rate_limit` and "

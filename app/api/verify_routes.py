@@ -65,8 +65,8 @@ def check_json(result: Verification) -> dict:
         "owner": None if key.user_id is None else {"id": key.user_id, "email": key.owner_email},
         "scopes": list(key.scopes), "expires_at": _moment(getattr(key, "expires_at", None)),
     }
-    body["rate_limit"] = None if state is None else {"limit": state.limit, "remaining": state.remaining,
-                                                       "reset": state.reset}
+    body["rate_limit"] = None if state is None else {"limit": state.limit, "window": state.window,
+                                                       "remaining": state.remaining, "reset": state.reset}
     body["remaining_uses"] = left
     if result.missing_scopes:
         body["missing_scopes"] = list(result.missing_scopes)

@@ -73,11 +73,26 @@ def wait_until_ready(server: subprocess.Popen, base: str, log: Path) -> None:
 
 
 @contextmanager
+def gunicorn(env: dict, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start gunicorn with gunicorn.conf.py in `env` (whose KEYFOB_BIND says where) and wait until it is ready: its
+    base URL and process; stop it (SIGTERM, a graceful stop) on the way out. Its stderr goes to `log`: a pipe nobody
+    reads until the end fills up (64 KiB) and then blocks every worker that logs."""
+    with log.open("w") as output:
+        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
+    try:
+        base = f"http://{env['KEYFOB_BIND']}"
+        wait_until_ready(server, base, log)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@contextmanager
 def gunicorn_with_a_key(tmp_path, *key_options: str, **settings: str) -> Iterator[Served]:
-    """Migrate, make ada@example.com and a key (`keys create` options in `key_options`), start gunicorn with
-    gunicorn.conf.py (2 workers unless `settings` say otherwise) and wait until it is ready; stop it (SIGTERM,
-    a graceful stop) on the way out. Its stderr goes to a file: a pipe nobody reads until the end fills up (64 KiB)
-    and then blocks every worker that logs."""
+    """Migrate, make ada@example.com and a key (`keys create` options in `key_options`), start gunicorn (2 workers
+    unless `settings` say otherwise) and wait until it is ready; stop it on the way out."""
     port = free_port()
     env = clean_env(tmp_path, **{"KEYFOB_ENV": "production", "SECRET_KEY": "k" * 48, "KEY_PEPPER": "p" * 48,
                                  "KEYFOB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
@@ -88,13 +103,5 @@ def gunicorn_with_a_key(tmp_path, *key_options: str, **settings: str) -> Iterato
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("kf_"), created.stderr
     log = tmp_path / "gunicorn.log"
-    with log.open("w") as output:
-        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ready(server, base, log)
+    with gunicorn(env, log) as (base, server):
         yield Served(base, token, env, server, log)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)

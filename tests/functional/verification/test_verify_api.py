@@ -109,7 +109,7 @@ def test_a_valid_key_gives_what_the_service_needs_and_nothing_secret(setup):
         "key": {"id": key_id, "name": "billing sync", "start": key.display_start,
                 "owner": {"id": owner, "email": "ada@example.com"}, "scopes": ["read:data", "write:data"],
                 "expires_at": key.expires_at.isoformat().replace("+00:00", "Z")},
-        "rate_limit": {"limit": 10, "remaining": 9, "reset": result["rate_limit"]["reset"]},
+        "rate_limit": {"limit": 10, "window": 60, "remaining": 9, "reset": result["rate_limit"]["reset"]},
         "remaining_uses": 4,
     }
     assert 0 < result["rate_limit"]["reset"] <= 60
