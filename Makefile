@@ -41,7 +41,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py static/clients
 	# Security lint: no high-severity finding in the application code.
 	$(BIN)/bandit -q -lll -r app wsgi.py gunicorn.conf.py
 	# Layers: the core imports no face and reads no request, and app/ has no import cycle (pyproject.toml).

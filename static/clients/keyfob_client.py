@@ -49,6 +49,8 @@ CREDENTIAL = re.compile(r"[!-~]+")
 # Errors of a connection the other side closed.
 DROPPED = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
+RECORDED_LENGTH = 2000  # the longest method or path the verification API takes
+
 
 class KeyfobError(Exception):
     """Keyfob gave no answer about the key. It never means the key is valid."""
@@ -204,7 +206,10 @@ class KeyfobClient:
         (checked against the key's allowlist; method and path are for the record). Counts as one use of the key."""
         if isinstance(scopes, str):
             raise TypeError("scopes is a list of scope names, such as ['read:data']")
-        body = {"key": key, "scopes": list(scopes), "client_ip": client_ip, "method": method, "path": path}
+        # Method and path are only for the record: cut to what Keyfob keeps (2,000 characters), never a refusal.
+        body = {"key": key, "scopes": list(scopes), "client_ip": client_ip,
+                "method": method[:RECORDED_LENGTH] if method else None,
+                "path": path[:RECORDED_LENGTH] if path else None}
         payload = json.dumps({name: value for name, value in body.items() if value is not None}).encode()
         status, headers, data = self._post(payload)
         if status == 200:

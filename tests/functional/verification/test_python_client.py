@@ -173,6 +173,13 @@ def test_the_decorator_lets_a_good_key_through_and_tells_keyfob_the_requests_fac
                                 "path": "/data"}
 
 
+def test_a_path_too_long_to_record_is_cut_never_refused(keyfob, proxy):
+    _, token = keyfob.new_key()
+    with kc.KeyfobClient(proxy.base, keyfob.credential) as client:
+        assert client.verify(token, method="GET", path="/" + "x" * 5000).code == "VALID"
+    assert len(proxy.bodies[-1]["path"]) == kc.RECORDED_LENGTH
+
+
 def test_the_decorator_checks_the_clients_address_against_the_keys_allowlist(keyfob, client):
     _, token = keyfob.new_key(allowed_ips=["203.0.113.0/24"])
     service = service_for(client)
