@@ -73,3 +73,28 @@ def test_a_keys_admin_page_shows_its_chart_and_audit_events(page: Page, admin_wo
     expect(page.get_by_role("status")).to_contain_text("Disabled billing sync")
     expect(page.get_by_role("cell", name="key.disabled")).to_be_visible()
     assert page_problems == []
+
+
+def test_an_admin_issues_a_verifier_credential_shown_once_and_revokes_it(page: Page, admin_world,
+                                                                         page_problems: list[str]):
+    base, busy = admin_world
+    log_in(page, base, "root@example.com")
+    page.goto(f"{base}/admin")
+    page.get_by_role("link", name="Verifiers").click()
+    expect(page.get_by_role("heading", name="Verifiers")).to_be_visible()
+    page.get_by_label("Service name").fill("Billing-Service")
+    page.get_by_label("Description").fill("the invoices API")
+    page.get_by_role("button", name="Issue credential").click()
+    credential = page.get_by_label("Verifier credential").input_value()
+    assert re.fullmatch(r"kfv_[0-9A-Za-z]{33}", credential)
+    assert credential not in page.url
+    page.get_by_role("link", name=re.compile("I have stored it")).click()
+    row = page.get_by_role("row", name=re.compile("billing-service"))
+    expect(row).to_contain_text("Active")
+    assert credential not in page.content()  # only its start, never again the credential
+    screenshot(page, "admin-verifiers", full_page=True)
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke billing-service").click()
+    expect(page.get_by_role("status")).to_contain_text("Revoked the verifier billing-service")
+    expect(page.get_by_role("row", name=re.compile("billing-service"))).to_contain_text("Revoked")
+    assert page_problems == []
