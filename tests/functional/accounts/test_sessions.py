@@ -13,6 +13,8 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from app.audit.service import Actor
+from app.keys import verifiers
 from tests.functional.keyhelpers import count, new_key
 from tests.functional.route_matrix import (
     COOKIE_FACES,
@@ -147,9 +149,10 @@ def test_sign_up_never_sends_you_away(world, target):
     assert_stays_here(response)
 
 
-# How each route answers the crawl below, `next` or not: a form posted sends you on (302), but for the two that answer
-# with the page showing a new key once; a page opens (200), but for the index, which sends you on.
-SHOWS_A_KEY = {"dashboard.create", "dashboard.rotate"}
+# How each route answers the crawl below, `next` or not: a form posted sends you on (302), but for those that answer
+# with the page showing a new key or verifier credential once; a page opens (200), but for the index, which sends you
+# on.
+SHOWS_A_KEY = {"dashboard.create", "dashboard.rotate", "admin.verifiers", "admin.rotate_verifier"}
 SENDS_YOU_ON = {"auth.index"}
 
 
@@ -172,11 +175,17 @@ def test_no_route_sends_you_away_whatever_next_says(tmp_path):
                 if "key_id" in route.ids:  # each action on a key of its own, so none finds it revoked
                     owner = world.attacker if route.face == SIGNED_IN else world.victim
                     key_id, _ = new_key(world.app, owner, name=f"next {number}")
-                path = route.path(key_id=key_id, alert_id=world.alert, user_id=world.victim)
+                verifier_id = None
+                if "verifier_id" in route.ids:  # the same for a verifier credential
+                    with world.app.app_context():
+                        verifier_id = verifiers.create(f"{route.endpoint}-{number}", actor=Actor.cli())[0].id
+                path = route.path(key_id=key_id, alert_id=world.alert, user_id=world.victim, verifier_id=verifier_id)
                 if route.unsafe:
                     fields = {**FORM, "csrf_token": csrf_token(client), "next": target,
                               "email": "mallory@example.com" if route.endpoint == "auth.login"
                               else f"new{number}@example.com"}
+                    if route.endpoint == "admin.verifiers":  # a new service's name: lower-case, one word
+                        fields["name"] = f"crawled-{number}"
                     response = client.open(path, method=route.method, data=fields)
                 else:
                     response = client.open(path, method=route.method, query_string={"next": target})
