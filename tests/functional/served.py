@@ -88,13 +88,25 @@ def gunicorn_with_a_key(tmp_path, *key_options: str, **settings: str) -> Iterato
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("kf_"), created.stderr
     log = tmp_path / "gunicorn.log"
-    with log.open("w") as output:
-        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
+    base = f"http://127.0.0.1:{port}"
+    server = start_gunicorn(env, base, log)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ready(server, base, log)
         yield Served(base, token, env, server, log)
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def start_gunicorn(env: dict, base: str, log: Path) -> subprocess.Popen:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` with `env` (its KEYFOB_BIND at `base`), ready; its stderr appended
+    to `log`."""
+    with log.open("a") as output:
+        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
+    try:
+        wait_until_ready(server, base, log)
+    except BaseException:
+        server.kill()
+        server.wait(timeout=60)
+        raise
+    return server
