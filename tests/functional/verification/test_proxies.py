@@ -239,6 +239,24 @@ def test_the_key_allowlist_sees_the_client_not_the_proxy_nor_what_the_client_cla
     assert refused(proxy, service, "GET", "/invoices/1", claims, source="127.0.0.3").status == 403
 
 
+def test_envoys_questions_are_judged_on_the_path_the_service_will_read(keyfob):
+    """Envoy cannot run here: its question as ext_authz sends it, the client's method and path under /forward-auth,
+    with no X-Forwarded-Uri."""
+    credential = _verifier(keyfob, "envoy")
+    _, token = keyfob.new_key(scopes=["read:data"])
+
+    def status(method: str, path: str) -> int:
+        return http(method, f"{keyfob.served.base}/forward-auth{path}",
+                    {**bearer(token), "X-Keyfob-Verifier": credential, "X-Forwarded-For": CLIENT}).status
+
+    assert status("GET", "/invoices/1?page=2") == 200
+    assert status("HEAD", "/invoices/1") == 200
+    assert status("POST", "/invoices") == 403
+    assert status("GET", "/admin/users") == 403
+    # The service reads %252e%252e as a segment named %2e%2e, under /admin: not as `..` back to /invoices.
+    assert status("GET", "/admin/%252e%252e/invoices/1") == 403
+
+
 def test_while_keyfob_is_down_nothing_passes(proxy, keyfob, service):
     _, token = keyfob.new_key()
     reached(proxy, service, "GET", "/invoices/1", bearer(token))
