@@ -20,6 +20,8 @@ recipe turns back into a 429 for the client (docs/proxies/nginx.conf).
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Blueprint, current_app, request
 
 from app.api.decorator import rate_limit_headers, refusal
@@ -44,7 +46,9 @@ def _original() -> tuple[str, str]:
     method = headers.get("X-Forwarded-Method") or headers.get("X-Original-Method") or request.method
     uri = headers.get("X-Forwarded-Uri") or headers.get("X-Original-URI")
     if uri is None:
-        sub_path = request.path.removeprefix(bp.url_prefix) or "/"
+        # request.path is percent-decoded already and match() decodes again: quoted back, %252e%252e stays the
+        # segment `%2e%2e` the service will read, instead of becoming `..` for the rules.
+        sub_path = quote(request.path.removeprefix(bp.url_prefix)) or "/"
         query = request.query_string.decode("latin-1")
         uri = sub_path + ("?" + query if query else "")
     return method.strip().upper()[:16], uri[:MAX_URI_LENGTH]

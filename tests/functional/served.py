@@ -77,12 +77,9 @@ def gunicorn(env: dict, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start gunicorn with gunicorn.conf.py in `env` (whose KEYFOB_BIND says where) and wait until it is ready: its
     base URL and process; stop it (SIGTERM, a graceful stop) on the way out. Its stderr goes to `log`: a pipe nobody
     reads until the end fills up (64 KiB) and then blocks every worker that logs."""
-    with log.open("w") as output:
-        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
+    base = f"http://{env['KEYFOB_BIND']}"
+    server = start_gunicorn(env, base, log)
     try:
-        base = f"http://{env['KEYFOB_BIND']}"
-        wait_until_ready(server, base, log)
         yield base, server
     finally:
         server.terminate()
@@ -105,3 +102,18 @@ def gunicorn_with_a_key(tmp_path, *key_options: str, **settings: str) -> Iterato
     log = tmp_path / "gunicorn.log"
     with gunicorn(env, log) as (base, server):
         yield Served(base, token, env, server, log)
+
+
+def start_gunicorn(env: dict, base: str, log: Path) -> subprocess.Popen:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` with `env` (its KEYFOB_BIND at `base`), ready; its stderr appended
+    to `log` (a restarted server adds to the same log)."""
+    with log.open("a") as output:
+        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output)
+    try:
+        wait_until_ready(server, base, log)
+    except BaseException:
+        server.kill()
+        server.wait(timeout=60)
+        raise
+    return server
