@@ -10,7 +10,7 @@ from load import WrkResult
 from scenarios import LOADS, RATIOS, Scenario
 
 METRICS = {"rps": "requests_per_second", "p50": "latency_p50_ms", "p99": "latency_p99_ms"}
-CPU_KINDS = ("server", "database", "client", "total")
+CPU_KINDS = ("server", "database", "proxy", "client", "total")
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ScenarioRuns:
 
 def ratio_report(runs: dict[str, ScenarioRuns]) -> list[dict]:
     """Every ratio of RATIOS whose two scenarios ran: the ratio of the medians, each round's own ratio, and the same
-    from the CPU a request costs (workers, database server and wrk together)."""
+    from the CPU a request costs (workers, database server, nginx and wrk together)."""
     rows = []
     for ratio in RATIOS:
         if ratio.numerator not in runs or ratio.denominator not in runs:
@@ -132,15 +132,16 @@ def print_phase(title: str, runs: dict[str, ScenarioRuns], ratios: list[dict], p
               f"{rounds:<32} {r.median('p50'):>7.2f} {r.median('p99'):>7.2f}  {latencies}")
     print()
     print("CPU µs per request, median of the rounds: gunicorn workers, database server (PostgreSQL's processes; "
-          "SQLite runs inside the workers), wrk")
-    print(f"{'scenario':<22} {'workers':>8} {'database':>8} {'wrk':>6} {'total':>7}  {'workers per round':<30} "
-          f"RSS peak per worker under load, MiB")
+          "SQLite runs inside the workers), nginx (its master and workers, for the requests through it), wrk")
+    print(f"{'scenario':<22} {'workers':>8} {'database':>8} {'nginx':>6} {'wrk':>6} {'total':>7}  "
+          f"{'workers per round':<30} RSS peak per worker under load, MiB")
     for name, r in runs.items():
         per_round = " ".join(us(run.server_cpu_us) for run in r.rounds)
-        database = r.median_cpu_us("database")
+        database, proxy = r.median_cpu_us("database"), r.median_cpu_us("proxy")
         rss = " ".join(_mib(kib) for kib in r.rss_peak_kib())
         print(f"{name:<22} {us(r.median_cpu_us('server')):>8} {'-' if database is None else us(database):>8} "
-              f"{us(r.median_cpu_us('client')):>6} {us(r.median_cpu_us('total')):>7}  {per_round:<30} {rss}")
+              f"{'-' if proxy is None else us(proxy):>6} {us(r.median_cpu_us('client')):>6} "
+              f"{us(r.median_cpu_us('total')):>7}  {per_round:<30} {rss}")
     print()
     print(f"{'ratio':<36} {'value':>6} {'target':>7}  {'result':<6}  {'per round':<36} {'CPU':>6}  CPU per round")
     for row in ratios:

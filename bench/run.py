@@ -49,7 +49,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import postgres  # noqa: E402  (bench/*.py: the modules of the bench)
+import nginx  # noqa: E402  (bench/*.py: the modules of the bench)
+import postgres  # noqa: E402
 import report  # noqa: E402
 import seed  # noqa: E402
 from load import WrkResult, run_wrk  # noqa: E402,F401  (WrkResult, ratio_report, process_cpu_seconds: for
@@ -79,12 +80,24 @@ class Server:
     log_path: Path
     process: object = None
     workers: list[int] | None = None
+    nginx: nginx.Nginx | None = None  # in front of it, when a scenario goes through nginx
+
+    def url(self, scenario: Scenario) -> str:
+        base = self.nginx.urls[scenario.via] if scenario.via else self.base_url
+        return base + scenario.path
+
+    def proxy_pids(self, scenario: Scenario) -> list[int] | None:
+        return self.nginx.pids() if scenario.via else None
 
 
 def _sessions_needed(scenarios: list[Scenario], spec: ServerSpec) -> list[str]:
     labels = [s.credential.removeprefix("session:") for s in scenarios
               if s.server == spec.name and s.credential and s.credential.startswith("session:")]
     return list(dict.fromkeys(labels))
+
+
+def _needs_verifier(scenarios: list[Scenario], spec: ServerSpec) -> bool:
+    return any(s.server == spec.name and (s.credential == "verifier" or s.via) for s in scenarios)
 
 
 def prepare_servers(database: str, specs: list[ServerSpec], scenarios: list[Scenario], folder: Path,
@@ -99,21 +112,24 @@ def prepare_servers(database: str, specs: list[ServerSpec], scenarios: list[Scen
             url = postgres.create_database(admin_url, f"keyfob_bench_{spec.name}")
         port = free_port()
         env = seed.bench_environment(server_folder, args.workers, f"127.0.0.1:{port}", url, **secrets_)
-        fixture = seed.prepare(spec, database, url, server_folder, env, _sessions_needed(scenarios, spec))
+        fixture = seed.prepare(spec, database, url, server_folder, env, _sessions_needed(scenarios, spec),
+                               _needs_verifier(scenarios, spec))
         servers[spec.name] = Server(fixture, f"http://127.0.0.1:{port}", server_folder / "gunicorn.log")
     return servers
 
 
 def check_statuses(scenarios: list[Scenario], servers: dict[str, Server]) -> dict[tuple[str, str | None], int]:
     """One request per scenario, before any load: the bench only measures endpoints that answer as expected.
-    Returns how many requests this sent per (server, credential) (they count in usage_count and the audit log)."""
+    Returns how many requests this sent per (server, credential) (they count in usage_count and the audit log;
+    "valid" stands for every scenario that uses the valid key)."""
     sent: dict[tuple[str, str | None], int] = {}
     for scenario in scenarios:
         server = servers[scenario.server]
-        status = http_status(server.base_url + scenario.path, server.fixture.headers(scenario.credential))
+        status = http_status(server.url(scenario), server.fixture.headers(scenario.credential),
+                             method=scenario.method, body=server.fixture.body(scenario.credential))
         if status != scenario.expect_status:
             raise BenchError(f"{scenario.name}: {scenario.path} answered {status}, expected {scenario.expect_status}")
-        key = (scenario.server, scenario.credential)
+        key = (scenario.server, "valid" if scenario.uses_valid_key else scenario.credential)
         sent[key] = sent.get(key, 0) + 1
     return sent
 
@@ -122,8 +138,9 @@ def measure(wrk: str, scenarios: list[Scenario], servers: dict[str, Server], arg
             database_pids) -> dict[str, ScenarioRuns]:
     def once(scenario: Scenario, seconds: int):
         server, load = servers[scenario.server], LOADS[scenario.load]
-        return run_wrk(wrk, server.base_url + scenario.path, server.fixture.headers(scenario.credential), seconds,
-                       load.threads, load.connections, server.workers, database_pids)
+        return run_wrk(wrk, server.url(scenario), server.fixture.headers(scenario.credential), seconds,
+                       load.threads, load.connections, server.workers, database_pids, method=scenario.method,
+                       body=server.fixture.body(scenario.credential), proxy_pids=server.proxy_pids(scenario))
 
     runs = {scenario.name: ScenarioRuns(scenario) for scenario in scenarios}
     if args.warmup > 0:
@@ -139,7 +156,8 @@ def measure(wrk: str, scenarios: list[Scenario], servers: dict[str, Server], arg
             print(f"  {scenario.name:<22} {result.requests_per_second:>8.1f} req/s  p50 {result.latency_p50_ms} ms "
                   f"p99 {result.latency_p99_ms} ms  ({result.requests} requests, {result.non_2xx} non-2xx, "
                   f"{result.socket_errors} socket errors; CPU µs per request: workers "
-                  f"{report.us(result.server_cpu_us)}, database {report.us(result.database_cpu_us)}, wrk "
+                  f"{report.us(result.server_cpu_us)}, database {report.us(result.database_cpu_us)}, nginx "
+                  f"{report.us(result.proxy_cpu_us)}, wrk "
                   f"{report.us(result.client_cpu_us)})", file=sys.stderr)
     return runs
 
@@ -152,7 +170,9 @@ def usage_checks(servers: dict[str, Server], runs: dict[str, ScenarioRuns],
     for name, server in servers.items():
         def runs_for(kind: str, server_name: str = name):
             return [(run, LOADS[r.scenario.load].connections) for r in runs.values()
-                    if r.scenario.server == server_name and r.scenario.credential == kind for run in r.all_runs()]
+                    if r.scenario.server == server_name and (r.scenario.uses_valid_key if kind == "valid" else
+                                                             r.scenario.credential == kind)
+                    for run in r.all_runs()]
 
         fixture = server.fixture
         usage_count = seed.scalar(fixture.database_url, "SELECT usage_count FROM api_keys WHERE id = :id",
@@ -192,6 +212,11 @@ def run_phase(database: str, scenarios: list[Scenario], specs: list[ServerSpec],
                     request = functools.partial(seed.http_request, server.base_url)
                     server.fixture.sessions[label] = seed.sign_in(request, seed.dashboard_email(label), password)
                 seed.say(f"{database}/{name}: gunicorn {args.workers} workers on {server.base_url}")
+                if any(s.server == name and s.via for s in scenarios):
+                    server.nginx = stack.enter_context(nginx.running(
+                        server.fixture.folder / "nginx", server.base_url.removeprefix("http://"),
+                        server.fixture.verifier))
+                    seed.say(f"{database}/{name}: nginx on {', '.join(server.nginx.urls.values())}")
             checks_sent = check_statuses(scenarios, servers)
             database_pids = (lambda: [postmaster, *children(postmaster)]) if postmaster else None
             measuring = time.monotonic()

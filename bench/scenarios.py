@@ -52,10 +52,21 @@ class Scenario:
     name: str
     server: str  # a ServerSpec name
     path: str
-    credential: str | None  # None, "valid", "bad_checksum" or "session:<dashboard user>" (seed.Fixture.credential)
+    # None, "valid", "bad_checksum", "verifier" (the verifier credential, and a JSON body asking about the valid
+    # key) or "session:<dashboard user>" (seed.Fixture.headers and .body)
+    credential: str | None
     expect_status: int  # what a single request must answer before the load is trusted
     load: str  # a LOADS name
     description: str
+    method: str = "GET"
+    # None: straight to gunicorn; "nginx": through the bench's nginx, to docs/proxies/nginx.conf's protected
+    # location (forward auth); "nginx_plain": through the same nginx to the same upstream, without auth_request.
+    via: str | None = None
+
+    @property
+    def uses_valid_key(self) -> bool:
+        """Whether a 2xx answer counts a use of the bench key (the bench checks usage_count against them)."""
+        return self.credential in ("valid", "verifier") and self.via != "nginx_plain"
 
 
 SCENARIOS = [
@@ -73,6 +84,17 @@ SCENARIOS = [
              "GET /keys/ signed in as a user with 1,000 keys: every list on the page as full as with 10,000"),
     Scenario("dashboard_10", "large", "/keys/", "session:few", 200, "latency",
              "GET /keys/ signed in as a user with 10 keys"),
+    Scenario("verify_api_valid", "base", "/api/v1/keys/verify", "verifier", 200, "throughput",
+             "POST /api/v1/keys/verify with a verifier credential, asking about the valid key and read:data",
+             method="POST"),
+    # The service behind nginx is Keyfob's own /healthz on the same gunicorn: the cheapest route there is, no
+    # process of its own to start and account for, and its CPU is in the workers' column.
+    Scenario("nginx_forward_auth", "base", "/healthz", "valid", 200, "throughput",
+             "GET /healthz with the valid key through nginx's protected location: auth_request asks /forward-auth",
+             via="nginx"),
+    Scenario("nginx_plain", "base", "/healthz", "valid", 200, "throughput",
+             "the same request through the same nginx to the same upstream, without auth_request",
+             via="nginx_plain"),
 ]
 
 
@@ -111,6 +133,15 @@ RATIOS = [
     # the 1,000-key page. Against it, only what grows with the number of keys is left.
     Ratio("dashboard_10k / dashboard_1k p50", "dashboard_10k", "dashboard_1k", "p50", None, False,
           "the same lists, as full, over ten times the keys: what grows with the number of keys"),
+    # No target: the verification API does what whoami does (one key lookup, the usage count) plus a second
+    # credential (the verifier's lookup) and a JSON body to parse, so it sits below whoami_valid / healthz (itself
+    # under its own target); this ratio is there to show by how much.
+    Ratio("verify_api_valid / healthz", "verify_api_valid", "healthz", "rps", None, True,
+          "what a service's question to the verification API costs, against the cheapest route"),
+    # No target: both requests cross nginx to the same /healthz; forward auth adds a subrequest to Keyfob, which
+    # costs about a whoami, on the same two cores. What is left is what the recipe costs a protected request.
+    Ratio("nginx_forward_auth / nginx_plain", "nginx_forward_auth", "nginx_plain", "rps", None, True,
+          "a request through nginx with forward auth, against the same request through nginx without it"),
 ]
 
 

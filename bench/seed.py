@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import json
 import os
 import re
 import secrets
@@ -36,6 +37,9 @@ BENCH_EMAIL = "bench@example.com"
 FILLER_KEYS_PER_USER = 100
 SESSION_COOKIE = "keyfob_session"  # app/config.py's SESSION_COOKIE_NAME
 KEY_PREFIX = "kf"  # the default KEY_PREFIX; bench_environment does not change it
+BENCH_SCOPE = "read:data"  # the bench key's scope: what the verification scenarios ask for
+# The forward-auth rules of the bench's servers: nginx's protected location asks about GET /healthz.
+FORWARD_AUTH_RULES = f"GET,HEAD    /healthz    {BENCH_SCOPE}\n"
 
 KEY_COLUMNS = ("user_id", "name", "description", "scopes", "secret_hash", "display_start", "created_at",
                "expires_at", "revoked_at", "revoked_reason", "disabled", "usage_count", "allowed_ips")
@@ -53,6 +57,7 @@ class Fixture:
     env: dict[str, str]
     valid_key: str
     key_id: int
+    verifier: str | None = None  # a verifier credential (kfv_...), for the verification API and nginx
     passwords: dict[str, str] = field(default_factory=dict)  # dashboard user label: password
     sessions: dict[str, str] = field(default_factory=dict)  # dashboard user label: session cookie value
 
@@ -64,9 +69,15 @@ class Fixture:
             return {"Authorization": f"Bearer {self.valid_key}"}
         if kind == "bad_checksum":
             return {"Authorization": f"Bearer {bad_checksum(self.valid_key)}"}
+        if kind == "verifier":
+            return {"Authorization": f"Bearer {self.verifier}", "Content-Type": "application/json"}
         if kind.startswith("session:"):
             return {"Cookie": f"{SESSION_COOKIE}={self.sessions[kind.removeprefix('session:')]}"}
         raise ValueError(f"unknown credential kind {kind!r}")
+
+    def body(self, kind: str | None) -> str | None:
+        """The request body for a scenario's credential: the verifier's question about the valid key, or none."""
+        return json.dumps({"key": self.valid_key, "scopes": [BENCH_SCOPE]}) if kind == "verifier" else None
 
 
 def bad_checksum(key: str) -> str:
@@ -84,6 +95,8 @@ def bench_environment(folder: Path, workers: int, bind: str, database_url: str,
     env = {name: value for name, value in os.environ.items() if name != "GUNICORN_CMD_ARGS"}
     metrics = folder / "metrics"
     metrics.mkdir(parents=True, exist_ok=True)
+    rules = folder / "forward-auth.rules"
+    rules.write_text(FORWARD_AUTH_RULES)
     env.update({
         "KEYFOB_ENV": "production",
         "SECRET_KEY": secret_key,
@@ -94,6 +107,9 @@ def bench_environment(folder: Path, workers: int, bind: str, database_url: str,
         "WEB_CONCURRENCY": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),  # one folder per server: gunicorn empties it at start
         "PYTHONUNBUFFERED": "1",
+        # As docs/proxies/nginx.conf says Keyfob runs behind it (every server, so all scenarios see the same app).
+        "TRUSTED_PROXIES": "1",
+        "FORWARD_AUTH_RULES": str(rules),
     })
     return env
 
@@ -257,18 +273,22 @@ def bulk_fill(fixture: Fixture, pepper: bytes, dashboard: dict[str, int]) -> int
 # -- a whole server's data -----------------------------------------------------------------------------------------
 
 def prepare(spec: ServerSpec, database: str, database_url: str, folder: Path, env: dict[str, str],
-            dashboard_labels: list[str]) -> Fixture:
-    """Migrate, make the bench user and key and the dashboard users with the CLI, then bulk-fill the table."""
+            dashboard_labels: list[str], verifier: bool = False) -> Fixture:
+    """Migrate, make the bench user and key, the dashboard users and (if `verifier`) a verifier credential with the
+    CLI, then bulk-fill the table."""
     started = time.monotonic()
     flask_cli(env, "db", "upgrade")
     flask_cli(env, "users", "create", BENCH_EMAIL, extra_env={"KEYFOB_PASSWORD": secrets.token_urlsafe(24)})
-    output = flask_cli(env, "keys", "create", BENCH_EMAIL, "--name", "bench", "--expires-in-days", "30")
+    output = flask_cli(env, "keys", "create", BENCH_EMAIL, "--name", "bench", "--expires-in-days", "30",
+                       "--scope", BENCH_SCOPE)
     valid_key = output.strip().splitlines()[-1].strip()
     passwords = {}
     for label in dashboard_labels:
         passwords[label] = secrets.token_urlsafe(24)
         flask_cli(env, "users", "create", dashboard_email(label), extra_env={"KEYFOB_PASSWORD": passwords[label]})
-    fixture = Fixture(spec, database, database_url, folder, env, valid_key, key_id=0, passwords=passwords)
+    credential = flask_cli(env, "verifiers", "create", "bench").strip().splitlines()[-1].strip() if verifier else None
+    fixture = Fixture(spec, database, database_url, folder, env, valid_key, key_id=0, verifier=credential,
+                      passwords=passwords)
     say(f"{database}/{spec.name}: migrated, users and key made by the CLI in {time.monotonic() - started:.1f} s")
     started = time.monotonic()
     dashboard = {label: spec.dashboard_users[label] for label in dashboard_labels}

@@ -28,8 +28,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def http_status(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> int:
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 -- always http://127.0.0.1
+def http_status(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0, method: str = "GET",
+                body: str | None = None) -> int:
+    request = urllib.request.Request(url, data=None if body is None else body.encode(),  # noqa: S310 -- loopback
+                                     headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- always http://127.0.0.1
             return response.status
