@@ -70,6 +70,26 @@ def main_config(folder: Path) -> str:
     return f"events {{}}\nhttp {{\n    access_log off;\n{temp_paths}    include {folder / 'site.conf'};\n}}\n"
 
 
+def write_configs(folder: Path, keyfob_address: str, verifier: str) -> tuple[int, int]:
+    """The site and main configs in `folder` (the site file readable by its owner only: it holds the verifier
+    credential); the ports of the protected server and of the plain one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    auth_port, plain_port = free_port(), free_port()
+    site = folder / "site.conf"
+    site.touch(mode=0o600)
+    site.write_text(site_config(keyfob_address, verifier, auth_port, plain_port))
+    (folder / "nginx.conf").write_text(main_config(folder))
+    return auth_port, plain_port
+
+
+def command(folder: Path) -> list[str]:
+    """nginx in the foreground on the configs of `folder`, its pid file and error log there too."""
+    globals_ = f"daemon off; pid {folder / 'nginx.pid'}; error_log {folder / 'error.log'} warn;"
+    if os.geteuid() == 0:  # nginx's workers would switch to `nobody`, who may not enter the bench's folder
+        globals_ += f" user {pwd.getpwuid(0).pw_name};"
+    return [str(PROGRAM), "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", globals_]
+
+
 def _wait_for_port(process: subprocess.Popen, port: int, log: Path) -> None:
     deadline = time.monotonic() + START_SECONDS
     while True:
@@ -87,20 +107,11 @@ def running(folder: Path, keyfob_address: str, verifier: str) -> Iterator[Nginx]
     """nginx in front of the gunicorn at `keyfob_address`, stopped (SIGTERM) at the end."""
     if not PROGRAM.is_file():
         raise BenchError(f"{PROGRAM} not found: `apt-get install -y nginx`, or leave out the nginx scenarios")
-    folder.mkdir(parents=True)
-    auth_port, plain_port = free_port(), free_port()
-    site = folder / "site.conf"
-    site.touch(mode=0o600)  # it holds the verifier credential
-    site.write_text(site_config(keyfob_address, verifier, auth_port, plain_port))
-    (folder / "nginx.conf").write_text(main_config(folder))
-    globals_ = f"daemon off; pid {folder / 'nginx.pid'}; error_log {folder / 'error.log'} warn;"
-    if os.geteuid() == 0:  # nginx's workers would switch to `nobody`, who may not enter the bench's folder
-        globals_ += f" user {pwd.getpwuid(0).pw_name};"
+    auth_port, plain_port = write_configs(folder, keyfob_address, verifier)
     log = folder / "nginx.log"
     with log.open("w") as output:
-        process = subprocess.Popen([str(PROGRAM), "-p", str(folder), "-c", str(folder / "nginx.conf"),  # noqa: S603
-                                    "-g", globals_], cwd=folder, stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command(folder), cwd=folder, stdin=subprocess.DEVNULL,  # noqa: S603 -- fixed argv
+                                   stdout=output, stderr=subprocess.STDOUT)
     try:
         for port in (auth_port, plain_port):
             _wait_for_port(process, port, log)

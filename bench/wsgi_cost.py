@@ -41,6 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import postgres  # noqa: E402  (bench/*.py: the fixture and the scenarios of `make bench`)
 import seed  # noqa: E402
 from scenarios import SCENARIOS, server_spec  # noqa: E402
+
+# The app alone: nothing that goes through nginx, and GETs only (caller() sends no body).
+APP_SCENARIOS = [s for s in SCENARIOS if s.via is None and s.method == "GET"]
 from server import ROOT  # noqa: E402
 
 WARMUP_CALLS = 200
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=None, help="batches per scenario (80; 30 with --server large)")
     parser.add_argument("--batch", type=int, default=None, help="calls per batch (250; 20 with --server large)")
     parser.add_argument("--breakdown", action="store_true", help="time verify(), _lookup() and the whoami view")
-    parser.add_argument("--profile", choices=[scenario.name for scenario in SCENARIOS],
+    parser.add_argument("--profile", choices=[scenario.name for scenario in APP_SCENARIOS],
                         help="print a cProfile of this scenario instead")
     parser.add_argument("--server", choices=["base", "large"], default="base",
                         help="make bench's server to build and whose scenarios to run: base (1,000 keys: healthz, "
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="SQLite (default) or a throwaway PostgreSQL cluster (or BENCH_POSTGRES_URL's server)")
     args = parser.parse_args(argv)
-    scenarios = [s for s in SCENARIOS if s.server == args.server]
+    scenarios = [s for s in APP_SCENARIOS if s.server == args.server]
     large = args.server == "large"  # pages of 20 ms rather than requests of 0.2 ms
     args.batches = args.batches or (30 if large else 80)
     args.batch = args.batch or (20 if large else 250)
