@@ -18,8 +18,8 @@ seen within VERIFY_CACHE_SECONDS.
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 import threading
 
 from sqlalchemy import event, inspect
@@ -151,20 +151,25 @@ class ChangeListener:
                 with self._connect() as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     # Whatever changed while no connection listened was not heard: read everything afresh.
-                    self._bump()
+                    self._heard()
                     self.connected.set()
                     attempt = 0
                     while not self._stop.is_set():
                         for _ in connection.notifies(timeout=1.0):
-                            self._bump()
+                            self._heard()
             except Exception as error:  # any failure: the database restarted, the connection was killed, ...
                 self.connected.clear()
-                self._bump()
                 if self._stop.is_set():
                     return
+                self._heard()
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 log.warning("keyfob: lost the key-change notifications (%s); reconnecting in %.1f s",
                             type(error).__name__, delay)
                 self._stop.wait(delay)
 
+    def _heard(self) -> None:
+        try:
+            self._bump()
+        except ValueError:  # the app has closed and let go of its generation's map: nobody is left to tell
+            self._stop.set()
