@@ -14,10 +14,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import ROOT, ConfigError, load_settings, read_environment
 from app.extensions import db, login_manager, migrate
 from app.request_body import KeyfobRequest
+from app.sessions import KeyfobSessionInterface
 
 
 class Keyfob(Flask):
-    """Flask, with request bodies read by Keyfob's strict parser and unexpected errors logged in one line."""
+    """Flask, with request bodies read by Keyfob's strict parser, sessions opened only when a cookie came, and
+    unexpected errors logged in one line."""
 
     request_class = KeyfobRequest
 
@@ -37,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
         static_folder=str(ROOT / "static"),
     )
     app.config.from_mapping(settings)
+    app.session_interface = KeyfobSessionInterface()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     if app.config["TRUSTED_PROXIES"]:
