@@ -14,7 +14,8 @@ protected location sends to /forward-auth (as docs/proxies/nginx.conf builds it)
 
 The fixture is one of `make bench`'s servers (bench/seed.py): a fresh database in production mode with 1,000 keys
 (base), or 1,000,000 (large, with the dashboard users; --large-keys for fewer), the bench user's key made by the real
-CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster.
+CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster. The app is bench/wsgi_bench.py's (Keyfob's,
+with the unguarded whoami); with base, bench/bare_flask.py's healthz is measured beside it.
 Each scenario runs in batches of calls, interleaved with the other scenarios; a batch's figure is the process CPU
 time it took (time.process_time, so time the machine spends on other programs is not counted) divided by its calls.
 The 10th percentile of the batches is reported beside the minimum and the median: on a shared machine the slow
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="SQLite (default) or a throwaway PostgreSQL cluster (or BENCH_POSTGRES_URL's server)")
     args = parser.parse_args(argv)
-    scenarios = [s for s in APP_SCENARIOS if s.server == args.server]
+    # The bare Flask app's healthz beside the base server's: what Keyfob's request handling costs, without gunicorn.
+    scenarios = [s for s in APP_SCENARIOS if s.server == args.server or (args.server == "base" and s.server == "bare")]
     large = args.server == "large"  # pages of 20 ms rather than requests of 0.2 ms
     args.batches = args.batches or (30 if large else 80)
     args.batch = args.batch or (20 if large else 250)
@@ -251,9 +253,10 @@ def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, s
     os.environ.update(env)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    import wsgi
+    import bare_flask
+    import wsgi_bench
 
-    app = wsgi.app
+    app = wsgi_bench.app
     for label, password in fixture.passwords.items():
         fixture.sessions[label] = seed.sign_in(functools.partial(wsgi_request, app), seed.dashboard_email(label),
                                                password)
@@ -264,8 +267,8 @@ def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, s
             calls[scenario.name], statuses[scenario.name] = caller(app, path, headers)
         else:
             calls[scenario.name], statuses[scenario.name] = caller(
-                app, scenario.path, fixture.headers(scenario.credential), scenario.method,
-                fixture.body(scenario.credential))
+                bare_flask.app if scenario.server == "bare" else app, scenario.path,
+                fixture.headers(scenario.credential), scenario.method, fixture.body(scenario.credential))
     for scenario in scenarios:
         for _ in range(min(WARMUP_CALLS, 2 * args.batch)):
             calls[scenario.name]()
