@@ -12,12 +12,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import ROOT, ConfigError, load_settings, read_environment
-from app.extensions import csrf, db, login_manager, migrate
+from app.extensions import db, login_manager, migrate
 from app.request_body import KeyfobRequest
+from app.sessions import KeyfobSessionInterface
 
 
 class Keyfob(Flask):
-    """Flask, with request bodies read by Keyfob's strict parser and unexpected errors logged in one line."""
+    """Flask, with request bodies read by Keyfob's strict parser, sessions opened only when a cookie came, and
+    unexpected errors logged in one line."""
 
     request_class = KeyfobRequest
 
@@ -37,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
         static_folder=str(ROOT / "static"),
     )
     app.config.from_mapping(settings)
+    app.session_interface = KeyfobSessionInterface()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     if app.config["TRUSTED_PROXIES"]:
@@ -47,10 +50,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     store = _init_counters(app)
     _init_accounts(app, store)
     _init_keys(app, store)
+    from app.csrf import init_csrf
     from app.fetch_metadata import init_fetch_metadata
 
     init_fetch_metadata(app)  # before CSRF: a cross-site change is refused for that reason, token or not
-    csrf.init_app(app)
+    init_csrf(app)
     from app.request_guard import init_request_guard
 
     init_request_guard(app)

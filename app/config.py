@@ -287,6 +287,7 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
         # CSRF tokens live as long as the session; an expiring token only loses people's typing.
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": env == "production",
+        "WTF_CSRF_CHECK_DEFAULT": False,  # app/csrf.py checks the token, method first
         # No request Keyfob serves needs more: a larger body is refused with 413 (one byte more, so that a chunked
         # body werkzeug cuts at this length shows as too long: KeyfobRequest.get_data).
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES + 1,

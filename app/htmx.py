@@ -21,6 +21,10 @@ def is_htmx() -> bool:
 def init_htmx(app: Flask) -> None:
     @app.after_request
     def _vary_on_htmx(response):
-        # The same URL answers a page or a fragment depending on HX-Request.
-        response.vary.add("HX-Request")
+        # The same URL answers a page or a fragment depending on HX-Request. Most responses have no Vary yet: set
+        # it as it is, without parsing and rewriting a header set (response.vary) on every request.
+        if "Vary" in response.headers:
+            response.vary.add("HX-Request")
+        else:
+            response.headers["Vary"] = "HX-Request"
         return response

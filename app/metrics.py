@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_login import current_user
@@ -36,6 +37,13 @@ REQUEST_SECONDS = Histogram("keyfob_request_duration_seconds", "Time to answer a
 
 def count_verification(outcome: str, via: str = "keyfob") -> None:
     VERIFICATIONS.labels(outcome, via).inc()
+
+
+# labels() takes a lock and builds its key on every call; a route's series is the same object every time. Bounded:
+# the method is whatever a client sends.
+@lru_cache(maxsize=512)
+def _request_seconds(route: str, method: str):
+    return REQUEST_SECONDS.labels(route, method)
 
 
 class DatabaseGauges:
@@ -100,5 +108,6 @@ def init_metrics(app: Flask) -> None:
         started = g.pop("_metrics_started", None)
         if started is not None:
             # The rule, not the path: /keys/7 and /keys/8 are one series, and a scanner's junk paths are "unmatched".
-            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+            rule = request.url_rule
+            route = rule.rule if rule is not None else "unmatched"
+            _request_seconds(route, request.method).observe(time.perf_counter() - started)

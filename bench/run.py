@@ -7,7 +7,9 @@ What it does, for each database in turn (a phase):
    throwaway PostgreSQL cluster (bench/postgres.py). Migrates it, makes the bench user, its key and the dashboard
    users with the real CLI, and bulk-inserts the remaining keys (bench/seed.py).
 2. Serves each database with its own gunicorn, 2 workers, on 127.0.0.1:<free port>: the production
-   gunicorn.conf.py, loaded by bench/gunicorn_quiet.conf.py (access log and control socket off). Signs the
+   gunicorn.conf.py, loaded by bench/gunicorn_quiet.conf.py (access log and control socket off), serving
+   bench/wsgi_bench.py (Keyfob's app with the bench's unguarded whoami). A third gunicorn with the same settings
+   serves bench/bare_flask.py, the bare Flask app Keyfob's /healthz is measured against. Signs the
    dashboard users in through the login form for their session cookies.
 3. Warms every scenario up, then runs them all in interleaved rounds (the order rotates each round, across both
    servers) so that the noise of a small shared machine hits every scenario alike. Each scenario's figure is the
@@ -73,9 +75,11 @@ from server import (  # noqa: E402
 
 @dataclass
 class Server:
-    """A running bench server: its data and its gunicorn."""
+    """A running bench server: its data (none for the bare Flask app) and its gunicorn."""
 
-    fixture: seed.Fixture
+    spec: ServerSpec
+    fixture: seed.Fixture | None
+    env: dict[str, str]
     base_url: str
     log_path: Path
     process: object = None
@@ -85,6 +89,12 @@ class Server:
     def url(self, scenario: Scenario) -> str:
         base = self.nginx.urls[scenario.via] if scenario.via else self.base_url
         return base + scenario.path
+
+    def headers(self, scenario: Scenario) -> dict[str, str]:
+        return self.fixture.headers(scenario.credential) if self.fixture else {}
+
+    def body(self, scenario: Scenario) -> str | None:
+        return self.fixture.body(scenario.credential) if self.fixture else None
 
     def proxy_pids(self, scenario: Scenario) -> list[int] | None:
         return self.nginx.pids() if scenario.via else None
@@ -106,15 +116,18 @@ def prepare_servers(database: str, specs: list[ServerSpec], scenarios: list[Scen
     for spec in specs:
         server_folder = folder / database / spec.name
         server_folder.mkdir(parents=True)
-        if database == "sqlite":
-            url = f"sqlite:///{server_folder / 'keyfob.db'}"
+        if database == "sqlite" or not spec.keyfob:
+            url = f"sqlite:///{server_folder / 'keyfob.db'}"  # the bare app never opens it
         else:
             url = postgres.create_database(admin_url, f"keyfob_bench_{spec.name}")
         port = free_port()
+        # The bare app gets the same environment: gunicorn.conf.py checks Keyfob's settings before it starts.
         env = seed.bench_environment(server_folder, args.workers, f"127.0.0.1:{port}", url, **secrets_)
-        fixture = seed.prepare(spec, database, url, server_folder, env, _sessions_needed(scenarios, spec),
-                               _needs_verifier(scenarios, spec))
-        servers[spec.name] = Server(fixture, f"http://127.0.0.1:{port}", server_folder / "gunicorn.log")
+        fixture = None
+        if spec.keyfob:
+            fixture = seed.prepare(spec, database, url, server_folder, env, _sessions_needed(scenarios, spec),
+                                   _needs_verifier(scenarios, spec))
+        servers[spec.name] = Server(spec, fixture, env, f"http://127.0.0.1:{port}", server_folder / "gunicorn.log")
     return servers
 
 
@@ -125,8 +138,8 @@ def check_statuses(scenarios: list[Scenario], servers: dict[str, Server]) -> dic
     sent: dict[tuple[str, str | None], int] = {}
     for scenario in scenarios:
         server = servers[scenario.server]
-        status = http_status(server.url(scenario), server.fixture.headers(scenario.credential),
-                             method=scenario.method, body=server.fixture.body(scenario.credential))
+        status = http_status(server.url(scenario), server.headers(scenario), method=scenario.method,
+                             body=server.body(scenario))
         if status != scenario.expect_status:
             raise BenchError(f"{scenario.name}: {scenario.path} answered {status}, expected {scenario.expect_status}")
         key = (scenario.server, "valid" if scenario.uses_valid_key else scenario.credential)
@@ -138,9 +151,9 @@ def measure(wrk: str, scenarios: list[Scenario], servers: dict[str, Server], arg
             database_pids) -> dict[str, ScenarioRuns]:
     def once(scenario: Scenario, seconds: int):
         server, load = servers[scenario.server], LOADS[scenario.load]
-        return run_wrk(wrk, server.url(scenario), server.fixture.headers(scenario.credential), seconds,
-                       load.threads, load.connections, server.workers, database_pids, method=scenario.method,
-                       body=server.fixture.body(scenario.credential), proxy_pids=server.proxy_pids(scenario))
+        return run_wrk(wrk, server.url(scenario), server.headers(scenario), seconds, load.threads,
+                       load.connections, server.workers, database_pids, method=scenario.method,
+                       body=server.body(scenario), proxy_pids=server.proxy_pids(scenario))
 
     runs = {scenario.name: ScenarioRuns(scenario) for scenario in scenarios}
     if args.warmup > 0:
@@ -168,6 +181,9 @@ def usage_checks(servers: dict[str, Server], runs: dict[str, ScenarioRuns],
     usage flush at worker exit), and the audited failed verifications against the refusals of the bad key."""
     found = {}
     for name, server in servers.items():
+        if server.fixture is None:
+            continue  # the bare app: no key, no database
+
         def runs_for(kind: str, server_name: str = name):
             return [(run, LOADS[r.scenario.load].connections) for r in runs.values()
                     if r.scenario.server == server_name and (r.scenario.uses_valid_key if kind == "valid" else
@@ -204,11 +220,12 @@ def run_phase(database: str, scenarios: list[Scenario], specs: list[ServerSpec],
         servers = prepare_servers(database, specs, scenarios, folder, args, secrets_, admin_url)
         try:
             for server in servers.values():
-                server.process = start_gunicorn(server.fixture.env, server.log_path, args.access_log)
+                server.process = start_gunicorn(server.env, server.log_path, args.access_log, server.spec.app)
             for name, server in servers.items():
-                wait_ready(server.process, server.base_url, server.log_path)
+                wait_ready(server.process, server.base_url, server.log_path,
+                           "/readyz" if server.spec.keyfob else "/healthz")
                 server.workers = wait_for_workers(server.process.pid, args.workers)
-                for label, password in server.fixture.passwords.items():
+                for label, password in (server.fixture.passwords if server.fixture else {}).items():
                     request = functools.partial(seed.http_request, server.base_url)
                     server.fixture.sessions[label] = seed.sign_in(request, seed.dashboard_email(label), password)
                 seed.say(f"{database}/{name}: gunicorn {args.workers} workers on {server.base_url}")
@@ -238,7 +255,8 @@ def run_phase(database: str, scenarios: list[Scenario], specs: list[ServerSpec],
         checks = usage_checks(servers, runs, checks_sent)
         if args.postgres_url and database == "postgres":
             for spec in specs:
-                postgres.drop_database(admin_url, f"keyfob_bench_{spec.name}")
+                if spec.keyfob:
+                    postgres.drop_database(admin_url, f"keyfob_bench_{spec.name}")
     ratios = report.ratio_report(runs)
     report.print_phase(f"{database}: {description}", runs, ratios, processes)
     warnings = report.anomalies(runs)
@@ -251,8 +269,8 @@ def run_phase(database: str, scenarios: list[Scenario], specs: list[ServerSpec],
                                     "refused bad-key requests", check["audited_failures"]))
     return {
         "database": description,
-        "servers": {spec.name: {"total_keys": spec.total_keys, "dashboard_users": spec.dashboard_users}
-                    for spec in specs},
+        "servers": {spec.name: {"app": spec.app, "total_keys": spec.total_keys,
+                                "dashboard_users": spec.dashboard_users} for spec in specs},
         "scenarios": {name: {"description": r.scenario.description, "server": r.scenario.server,
                              "wrk": asdict(LOADS[r.scenario.load]),
                              "median": {metric: round(r.median(metric), 3) for metric in report.METRICS},

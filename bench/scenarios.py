@@ -15,19 +15,24 @@ DATABASES = ("sqlite", "postgres")
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One database and the gunicorn serving it. `total_keys` counts every row of api_keys: the bench user's key,
-    the keys of `dashboard_users` (email label: how many keys), and filler keys of other users."""
+    """One gunicorn and what it serves. Keyfob's servers (`keyfob`) serve bench/wsgi_bench.py (Keyfob's app, plus
+    the bench's unguarded whoami) on a database of their own: `total_keys` counts every row of api_keys, the bench
+    user's key, the keys of `dashboard_users` (email label: how many keys), and filler keys of other users. The bare
+    server serves bench/bare_flask.py, with no database."""
 
     name: str
     total_keys: int
     dashboard_users: dict[str, int] = field(default_factory=dict)
     description: str = ""
+    app: str = "wsgi_bench:app"  # gunicorn's app, a module in bench/ or the repository's root
+    keyfob: bool = True  # False: not Keyfob, nothing to seed, and no /readyz (bench/server.py waits for /healthz)
 
 
 SERVERS = [
     ServerSpec("base", 1_000, {}, "1,000 keys in the table"),
     ServerSpec("large", 1_000_000, {"many": 10_000, "some": 1_000, "few": 10},
                "1,000,000 keys in the table; one user with 10,000 of them, one with 1,000, one with 10"),
+    ServerSpec("bare", 0, {}, "a bare Flask app: one /healthz view, no database", app="bare_flask:app", keyfob=False),
 ]
 
 
@@ -72,8 +77,12 @@ class Scenario:
 SCENARIOS = [
     Scenario("healthz", "base", "/healthz", None, 200, "throughput",
              "GET /healthz: the liveness probe, no database"),
+    Scenario("bare_healthz", "bare", "/healthz", None, 200, "throughput",
+             "GET /healthz of a bare Flask app (bench/bare_flask.py) under the same gunicorn settings"),
     Scenario("whoami_valid", "base", "/api/v1/whoami", "valid", 200, "throughput",
              "GET /api/v1/whoami with a valid key, 1,000 keys in the table"),
+    Scenario("whoami_unguarded", "base", "/bench/whoami-unguarded", None, 200, "throughput",
+             "whoami's view without @require_api_key, on the bench key read once per worker (bench/wsgi_bench.py)"),
     Scenario("whoami_bad_checksum", "base", "/api/v1/whoami", "bad_checksum", 401, "throughput",
              "the same with the key's last checksum character changed: refused before the database"),
     Scenario("whoami_valid_1m", "large", "/api/v1/whoami", "valid", 200, "throughput",
@@ -119,7 +128,17 @@ class Ratio:
 
 
 RATIOS = [
-    Ratio("whoami_valid / healthz", "whoami_valid", "healthz", "rps", 0.90, True,
+    Ratio("whoami_valid / whoami_unguarded", "whoami_valid", "whoami_unguarded", "rps", 0.90, True,
+          "what the key guard (@require_api_key) costs a request, against the same view without it"),
+    Ratio("healthz / bare_healthz", "healthz", "bare_healthz", "rps", 0.85, True,
+          "what Keyfob's request handling costs its cheapest route, against a bare Flask app's"),
+    Ratio("verify_api_valid / healthz", "verify_api_valid", "healthz", "rps", 0.80, True,
+          "what a service's question to the verification API costs, against the cheapest route"),
+    # Both requests cross nginx to the same /healthz; forward auth adds a subrequest to Keyfob.
+    Ratio("nginx_forward_auth / nginx_plain", "nginx_forward_auth", "nginx_plain", "rps", 0.50, True,
+          "a request through nginx with forward auth, against the same request through nginx without it"),
+    # No target: reported beside whoami_valid / whoami_unguarded, what verification costs against the cheapest route.
+    Ratio("whoami_valid / healthz", "whoami_valid", "healthz", "rps", None, True,
           "what key verification costs a request, against the cheapest route"),
     Ratio("whoami_valid_1m / whoami_valid", "whoami_valid_1m", "whoami_valid", "rps", 0.95, True,
           "a million keys in the table must not slow verification down"),
@@ -133,15 +152,6 @@ RATIOS = [
     # the 1,000-key page. Against it, only what grows with the number of keys is left.
     Ratio("dashboard_10k / dashboard_1k p50", "dashboard_10k", "dashboard_1k", "p50", None, False,
           "the same lists, as full, over ten times the keys: what grows with the number of keys"),
-    # No target: the verification API does what whoami does (one key lookup, the usage count) plus a second
-    # credential (the verifier's lookup) and a JSON body to parse, so it sits below whoami_valid / healthz (itself
-    # under its own target); this ratio is there to show by how much.
-    Ratio("verify_api_valid / healthz", "verify_api_valid", "healthz", "rps", None, True,
-          "what a service's question to the verification API costs, against the cheapest route"),
-    # No target: both requests cross nginx to the same /healthz; forward auth adds a subrequest to Keyfob, which
-    # costs about a whoami, on the same two cores. What is left is what the recipe costs a protected request.
-    Ratio("nginx_forward_auth / nginx_plain", "nginx_forward_auth", "nginx_plain", "rps", None, True,
-          "a request through nginx with forward auth, against the same request through nginx without it"),
 ]
 
 

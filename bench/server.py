@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_quiet.conf.py"
+BENCH = ROOT / "bench"
+GUNICORN_CONFIG = BENCH / "gunicorn_quiet.conf.py"
 READY_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 40  # gunicorn.conf.py's graceful_timeout is 30
 
@@ -39,23 +40,24 @@ def http_status(url: str, headers: dict[str, str] | None = None, timeout: float 
         return error.code
 
 
-def start_gunicorn(env: dict[str, str], log_path: Path, access_log: bool) -> subprocess.Popen:
-    """gunicorn with the production settings (bench/gunicorn_quiet.conf.py loads gunicorn.conf.py), its output
-    into `log_path`."""
-    command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "wsgi:app"]
+def start_gunicorn(env: dict[str, str], log_path: Path, access_log: bool, app: str) -> subprocess.Popen:
+    """gunicorn serving `app` (a module of bench/ or of the repository's root, which is its working directory) with
+    the production settings (bench/gunicorn_quiet.conf.py loads gunicorn.conf.py), its output into `log_path`."""
+    command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "--pythonpath", str(BENCH), app]
     env = {**env, "KEYFOB_BENCH_ACCESS_LOG": "1" if access_log else "0"}
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,  # noqa: S603 -- a fixed argv, no shell
                                 stderr=subprocess.STDOUT)
 
 
-def wait_ready(server: subprocess.Popen, base_url: str, log_path: Path) -> None:
+def wait_ready(server: subprocess.Popen, base_url: str, log_path: Path, path: str = "/readyz") -> None:
+    """Until `path` answers 200: Keyfob's readiness probe, or the bare app's /healthz."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise BenchError(f"gunicorn exited with {server.returncode} before it was ready:\n{tail(log_path)}")
         try:
-            if http_status(base_url + "/readyz", timeout=1.0) == 200:
+            if http_status(base_url + path, timeout=1.0) == 200:
                 return
         except OSError:
             pass

@@ -9,9 +9,13 @@ with the app. This measures the app alone, so a change to the request path shows
     .venv/bin/python bench/wsgi_cost.py --database postgres       # the same on PostgreSQL
     .venv/bin/python bench/wsgi_cost.py --server large --breakdown    # the key list pages: queries, render, SQL
 
+Through nginx, only the forward-auth subrequest is Keyfob's work: `nginx_forward_auth` here is the request nginx's
+protected location sends to /forward-auth (as docs/proxies/nginx.conf builds it), and `nginx_plain` is left out.
+
 The fixture is one of `make bench`'s servers (bench/seed.py): a fresh database in production mode with 1,000 keys
 (base), or 1,000,000 (large, with the dashboard users; --large-keys for fewer), the bench user's key made by the real
-CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster.
+CLI; SQLite, or with `--database postgres` a throwaway PostgreSQL cluster. The app is bench/wsgi_bench.py's (Keyfob's,
+with the unguarded whoami); with base, bench/bare_flask.py's healthz is measured beside it.
 Each scenario runs in batches of calls, interleaved with the other scenarios; a batch's figure is the process CPU
 time it took (time.process_time, so time the machine spends on other programs is not counted) divided by its calls.
 The 10th percentile of the batches is reported beside the minimum and the median: on a shared machine the slow
@@ -41,35 +45,53 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import postgres  # noqa: E402  (bench/*.py: the fixture and the scenarios of `make bench`)
 import seed  # noqa: E402
 from scenarios import SCENARIOS, server_spec  # noqa: E402
-
-# The app alone: nothing that goes through nginx, and GETs only (caller() sends no body).
-APP_SCENARIOS = [s for s in SCENARIOS if s.via is None and s.method == "GET"]
 from server import ROOT  # noqa: E402
+
+# The app alone: every scenario sent straight to gunicorn, and of those through nginx the forward-auth subrequest
+# (FORWARD_AUTH): nginx's own share is not Keyfob's, and the plain one is healthz again.
+APP_SCENARIOS = [s for s in SCENARIOS if s.via in (None, "nginx")]
 
 WARMUP_CALLS = 200
 
 
-def environ(path: str, headers: dict[str, str]) -> dict:
-    """A WSGI environ like gunicorn's for GET `path`, with these request headers."""
+def environ(path: str, headers: dict[str, str], method: str = "GET", body: bytes = b"") -> dict:
+    """A WSGI environ like gunicorn's for `method` `path` (with its query string), these request headers and body."""
+    path, _, query = path.partition("?")
     result = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
-        "wsgi.version": (1, 0), "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "wrk",
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.multithread": False,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0), "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "wrk",
     }
-    result.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()})
+    if body:
+        result["CONTENT_LENGTH"] = str(len(body))
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        result[key if key == "CONTENT_TYPE" else "HTTP_" + key] = value
     return result
 
 
-def caller(app, path: str, headers: dict[str, str]) -> tuple[Callable[[], None], list[str]]:
+def forward_auth_request(scenario, fixture: seed.Fixture) -> tuple[str, dict[str, str]]:
+    """The path and headers of the subrequest nginx's protected location sends to Keyfob for `scenario`
+    (docs/proxies/nginx.conf's `location = /_keyfob`): the client's key, the verifier, the original request."""
+    headers = {**fixture.headers(scenario.credential), "X-Keyfob-Verifier": fixture.verifier,
+               "X-Original-Method": scenario.method, "X-Original-URI": scenario.path,
+               "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "127.0.0.1"}
+    return "/forward-auth?for=nginx", headers
+
+
+def caller(app, path: str, headers: dict[str, str], method: str = "GET",
+           body: str | None = None) -> tuple[Callable[[], None], list[str]]:
     """A function making one request, and the list its statuses go into (the last one is kept)."""
     statuses: list[str] = [""]
+    data = (body or "").encode()
 
     def start_response(status, headers, exc_info=None):
         statuses[0] = status
 
     def call() -> None:
-        body = app(environ(path, headers), start_response)
+        body = app(environ(path, headers, method, data), start_response)
         for _ in body:
             pass
         if hasattr(body, "close"):
@@ -175,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="print a cProfile of this scenario instead")
     parser.add_argument("--server", choices=["base", "large"], default="base",
                         help="make bench's server to build and whose scenarios to run: base (1,000 keys: healthz, "
-                             "whoami) or large (1,000,000 keys: whoami, the dashboards)")
+                             "whoami, the verification API, forward auth) or large (1,000,000 keys: whoami, the "
+                             "dashboards)")
     parser.add_argument("--large-keys", type=int, default=None, help="keys in the large server's table (1,000,000)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="SQLite (default) or a throwaway PostgreSQL cluster (or BENCH_POSTGRES_URL's server)")
     args = parser.parse_args(argv)
-    scenarios = [s for s in APP_SCENARIOS if s.server == args.server]
+    # The bare Flask app's healthz beside the base server's: what Keyfob's request handling costs, without gunicorn.
+    scenarios = [s for s in APP_SCENARIOS if s.server == args.server or (args.server == "base" and s.server == "bare")]
     large = args.server == "large"  # pages of 20 ms rather than requests of 0.2 ms
     args.batches = args.batches or (30 if large else 80)
     args.batch = args.batch or (20 if large else 250)
@@ -204,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             url = f"sqlite:///{folder / 'keyfob.db'}"
         env = seed.bench_environment(folder, 1, "127.0.0.1:0", url, secret_key=secrets.token_urlsafe(48),
                                      key_pepper=secrets.token_urlsafe(48))
-        fixture = seed.prepare(spec, args.database, url, folder, env, list(spec.dashboard_users))
+        fixture = seed.prepare(spec, args.database, url, folder, env, list(spec.dashboard_users),
+                               verifier=any(s.credential == "verifier" or s.via for s in scenarios))
         stack.callback(_stop_usage_buffer)
         return _run(args, env, fixture, scenarios)
 
@@ -228,16 +253,22 @@ def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, s
     os.environ.update(env)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    import wsgi
+    import bare_flask
+    import wsgi_bench
 
-    app = wsgi.app
+    app = wsgi_bench.app
     for label, password in fixture.passwords.items():
         fixture.sessions[label] = seed.sign_in(functools.partial(wsgi_request, app), seed.dashboard_email(label),
                                                password)
     calls, statuses = {}, {}
     for scenario in scenarios:
-        calls[scenario.name], statuses[scenario.name] = caller(app, scenario.path,
-                                                               fixture.headers(scenario.credential))
+        if scenario.via == "nginx":
+            path, headers = forward_auth_request(scenario, fixture)
+            calls[scenario.name], statuses[scenario.name] = caller(app, path, headers)
+        else:
+            calls[scenario.name], statuses[scenario.name] = caller(
+                bare_flask.app if scenario.server == "bare" else app, scenario.path,
+                fixture.headers(scenario.credential), scenario.method, fixture.body(scenario.credential))
     for scenario in scenarios:
         for _ in range(min(WARMUP_CALLS, 2 * args.batch)):
             calls[scenario.name]()

@@ -41,7 +41,7 @@ def test_the_verifier_asks_about_the_valid_key_with_its_scope(bench):
 def test_only_the_requests_that_verify_the_key_count_its_uses(bench):
     using = {s.name for s in bench.SCENARIOS if s.uses_valid_key}
     assert {"whoami_valid", "verify_api_valid", "nginx_forward_auth"} <= using
-    assert not {"nginx_plain", "healthz", "whoami_bad_checksum"} & using
+    assert not {"nginx_plain", "healthz", "bare_healthz", "whoami_unguarded", "whoami_bad_checksum"} & using
 
 
 def test_the_nginx_config_is_the_documented_recipe_and_a_plain_server_nginx_accepts(bench, tmp_path):

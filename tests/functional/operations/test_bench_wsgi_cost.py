@@ -14,6 +14,7 @@ def test_wsgi_cost_reports_every_scenario_and_the_whoami_breakdown():
                              "--breakdown"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     figures = dict(re.findall(r"^(\S+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([+-][\d.]+)$", result.stdout, re.MULTILINE))
-    assert set(figures) == {"healthz", "whoami_valid", "whoami_bad_checksum"}
+    assert set(figures) == {"healthz", "bare_healthz", "whoami_valid", "whoami_unguarded", "whoami_bad_checksum",
+                            "verify_api_valid", "nginx_forward_auth"}
     assert float(figures["healthz"]) == 0.0
     assert "verification.verify()" in result.stdout and "of which verification._lookup()" in result.stdout
