@@ -136,12 +136,27 @@ def _init_accounts(app: Flask, store) -> None:
 
 
 def _init_keys(app: Flask, store) -> None:
+    from app.keys import key_changes
     from app.keys.core import KeyCore, KeySettings
+    from app.keys.lookup_cache import GENERATION_FILE, Generation, LookupCache
     from app.keys.ratelimit import KeyRateLimiter
     from app.keys.usage import UsageBuffer
 
+    changes = Generation(Path(app.instance_path) / GENERATION_FILE)
+    changes.install(app)
+    max_age, size = app.config["VERIFY_CACHE_SECONDS"], app.config["VERIFY_CACHE_SIZE"]
+    listener = None
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql" and max_age > 0:
+            listener = key_changes.ChangeListener.for_engine(
+                db.engine, app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {}), changes.bump)
+    key_changes.watch(db.session.session_factory.class_)
     KeyCore(
         settings=KeySettings.from_config(app.config),
         limiter=KeyRateLimiter(store, app.config["KEY_SUSPEND_AFTER"]),
         usage=UsageBuffer(app, app.config["USAGE_FLUSH_SECONDS"]),
+        changes=changes,
+        key_cache=LookupCache(changes, max_age, size),
+        verifier_cache=LookupCache(changes, max_age, size),
+        listener=listener,
     ).install(app)

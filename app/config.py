@@ -111,6 +111,13 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _cache_seconds(value: Any) -> float:
+    number = float(str(value).strip())
+    if not 0 <= number <= 3600:
+        raise ValueError("must be a number of seconds from 0 (no cache) to 3600")
+    return number
+
+
 def _key_prefix(value: Any) -> str:
     from app.keys.tokens import PREFIX_PATTERN
 
@@ -205,6 +212,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FORWARD_AUTH_UNMATCHED", "refuse", _one_of("refuse", "any-key"),
             "What forward auth does with a path no rule matches: `refuse` it (403), or let `any-key` that is valid "
             "through."),
+    Setting("VERIFY_CACHE_SECONDS", "1", _cache_seconds,
+            "The longest each worker reuses what it read for a key or a verifier credential. On one host a change "
+            "(revoke, disable, rotate, scopes, ...) reaches every worker at once whatever this is; across hosts on "
+            "PostgreSQL it is pushed by `NOTIFY`, and this bounds how long a lost notification can matter. `0`: no "
+            "cache."),
+    Setting("VERIFY_CACHE_SIZE", "10000", _whole(1, 10_000_000),
+            "How many keys (and, apart, verifier credentials) each worker keeps at most."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
             "How often each process writes its buffered usage counts to the database."),
 )

@@ -43,7 +43,7 @@ def _build_template(url: str) -> None:
             upgrade()
             db.session.remove()
             db.engine.dispose()
-        KeyCore.of(app).usage.stop()
+        KeyCore.of(app).close()
     finally:
         shutil.rmtree(instance, ignore_errors=True)
 
@@ -128,7 +128,7 @@ QUIET = {"USAGE_FLUSH_SECONDS": "3600"}
 
 def close_app(app) -> None:
     """Stop the app's usage flusher and let go of its database connections."""
-    KeyCore.of(app).usage.stop()
+    KeyCore.of(app).close()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

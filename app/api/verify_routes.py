@@ -19,7 +19,6 @@ from app.bearer import bearer_token
 from app.errors import error_response
 from app.keys import verification, verifiers
 from app.keys.core import settings
-from app.keys.models import Verifier
 from app.keys.scopes import UnknownScopeError, normalise_scopes
 from app.keys.verification import Outcome, Verification
 from app.metrics import count_verification
@@ -35,7 +34,7 @@ CODES = {Outcome.VALID: "VALID", Outcome.MALFORMED: "NOT_FOUND", Outcome.NOT_FOU
          Outcome.USAGE_EXCEEDED: "USAGE_EXCEEDED"}
 
 
-def authenticated_verifier() -> Verifier | None:
+def authenticated_verifier() -> verifiers.VerifierIdentity | None:
     """The verifier whose credential the request carries, or None."""
     return verifiers.authenticate(bearer_token())
 

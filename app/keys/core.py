@@ -1,5 +1,6 @@
 """The key core's settings and collaborators, built once per app and found through one typed object (KeyCore):
-the settings every face reads (lifetimes, the renewal list, scopes), the rate limiter and the usage buffer."""
+the settings every face reads (lifetimes, the renewal list, scopes), the rate limiter, the usage buffer, and the
+lookup caches with the host's change generation they obey."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import timedelta
 
 from app.extensions import AppPart
 from app.keys import policy
+from app.keys.key_changes import ChangeListener
+from app.keys.lookup_cache import Generation, LookupCache
 from app.keys.ratelimit import KeyRateLimiter
 from app.keys.usage import UsageBuffer
 
@@ -61,6 +64,22 @@ class KeyCore(AppPart):
     settings: KeySettings
     limiter: KeyRateLimiter
     usage: UsageBuffer
+    changes: Generation  # bumped by every change a cached lookup would miss (app/keys/key_changes.py)
+    key_cache: LookupCache
+    verifier_cache: LookupCache
+    listener: ChangeListener | None = None  # PostgreSQL: other hosts' changes
+
+    def listen_for_changes(self) -> None:
+        """Hear other hosts' changes from now on in this process (a no-op once started, and without PostgreSQL)."""
+        if self.listener is not None:
+            self.listener.ensure_started()
+
+    def close(self) -> None:
+        """Let go of what the core holds outside the database session: the usage flusher, the listener, the map."""
+        self.usage.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        self.changes.close()
 
 
 def key_core() -> KeyCore:

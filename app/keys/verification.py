@@ -4,11 +4,14 @@ key, with the same rules, counts, limits and audit.
 It stays off the ORM: one Core statement built once at import, run on a pooled connection of its own, reads the
 key's row and its owner's is_active. Building a select() per request, computing its cache key and loading an ApiKey
 with its User through the Session cost about 190 µs of Python per request, this about 35 µs (docs/performance.md).
-Nothing read here is kept beyond the request.
+The row is kept in the worker's lookup cache (app/keys/lookup_cache.py) until a change that could refuse the key
+(which reaches every worker on the host before its own response) or the bounded age VERIFY_CACHE_SECONDS; every
+time in it is compared with the clock at each request, and a quota is taken from the database every time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
 from collections.abc import Iterable
@@ -28,6 +31,7 @@ from app.database import commit, is_outage, utcnow
 from app.extensions import db
 from app.keys import policy, tokens
 from app.keys.core import key_core, settings
+from app.keys.lookup_cache import LookupCache
 from app.keys.models import ApiKey
 from app.keys.ratelimit import RateLimitState
 from app.keys.scopes import from_text
@@ -88,7 +92,7 @@ _LOOKUP = (
 )
 _USE_ONE = (
     sa.update(_KEYS).where(_KEYS.c.id == sa.bindparam("key_id"), _KEYS.c.remaining_uses > 0)
-    .values(remaining_uses=_KEYS.c.remaining_uses - 1)
+    .values(remaining_uses=_KEYS.c.remaining_uses - 1).returning(_KEYS.c.remaining_uses)
 )
 
 
@@ -96,7 +100,8 @@ _USE_ONE = (
 class VerifiedKey:
     """A stored key as verify() read it for this request: what a guarded view needs to know, without the ORM.
 
-    Read afresh for every request and never cached. `remaining_uses` is the quota before this request took its use.
+    Built for every request from the lookup's row. `remaining_uses` is the quota before this request took its use,
+    as the database's atomic decrement returned it.
     The owner's email comes with it (the same join that reads whether the owner is active); `owner` loads the User
     itself when asked for.
     """
@@ -123,8 +128,9 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
            method: str | None = None, path: str | None = None) -> Verification:
     """Check a presented key for a request needing all of `required_scopes`, from `client_ip`.
 
-    A malformed key (bad checksum, wrong prefix, garbage) is refused without any database query. Nothing is cached:
-    a revoke, disable or expiry applies to the very next request in every process. A valid use is counted in the
+    A malformed key (bad checksum, wrong prefix, garbage) is refused without any database query. A revoke, disable
+    or expiry applies to the very next request in every process on the host (the lookup cache is told before the
+    change answers), and on other hosts within VERIFY_CACHE_SECONDS at most. A valid use is counted in the
     usage buffer; a failure is audited through it. A service that asks through its verifier credential is named by
     `verifier_id`, and may say the `method` and `path` the key was presented for: the owner sees them on the key.
     """
@@ -179,8 +185,11 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
             if key_core().limiter.rejection_should_suspend(key_id):
                 _suspend(key, Actor.key(key, client_ip, user_agent), now)
             return _failed(Outcome.RATE_LIMITED, asked, key, rate_limit=state)
-    if remaining_uses is not None and not _use_one(key_id):
-        return _failed(Outcome.USAGE_EXCEEDED, asked, key, rate_limit=state)
+    if remaining_uses is not None:
+        left = _use_one(key_id)
+        if left is None:
+            return _failed(Outcome.USAGE_EXCEEDED, asked, key, rate_limit=state)
+        key = dataclasses.replace(key, remaining_uses=left)
 
     key_core().usage.record_use(key_id, now, client_ip, verifier_id)
     _note_request(asked, key_id, Outcome.VALID)
@@ -188,8 +197,28 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
 
 
 def _lookup(secret_digest: str) -> sa.Row | None:
-    """The key row whose current or previous secret has this digest, with its owner's is_active: one indexed query on
-    a pooled connection. A database blip is retried briefly with exponential backoff, then raised."""
+    """The key row whose current or previous secret has this digest, with its owner's is_active: from the worker's
+    cache while it is fresh (app/keys/lookup_cache.py), else one indexed query."""
+    return cached_lookup(key_core().key_cache, _LOOKUP, secret_digest)
+
+
+def cached_lookup(cache: LookupCache, statement: sa.Select, digest: str) -> sa.Row | None:
+    """The one row `statement` finds for `digest`, through `cache`: what a guarded request reads of a key, and what
+    the verification API and forward auth read of a verifier credential."""
+    if not cache.enabled:
+        return _read(statement, digest)
+    row = cache.get(digest)
+    if row is None:
+        key_core().listen_for_changes()
+        ticket = cache.ticket()  # before the query: a change committed from now on makes this row unusable
+        row = _read(statement, digest)
+        cache.put(digest, row, ticket)
+    return row
+
+
+def _read(statement: sa.Select, digest: str) -> sa.Row | None:
+    """One indexed query on a pooled connection. A database blip is retried briefly with exponential backoff, then
+    raised."""
     for attempt in range(LOOKUP_ATTEMPTS):
         try:
             with db.engine.connect() as connection:
@@ -199,7 +228,7 @@ def _lookup(secret_digest: str) -> sa.Row | None:
                     # psycopg has prepared): 2 round trips instead of 4. The pool restores the isolation level when
                     # the connection goes back, so whoever takes it next gets a transaction as before.
                     connection.execution_options(isolation_level="AUTOCOMMIT")
-                return connection.execute(_LOOKUP, {"digest": secret_digest}).first()
+                return connection.execute(statement, {"digest": digest}).first()
         except SQLAlchemyError as error:
             if not is_outage(error) or attempt == LOOKUP_ATTEMPTS - 1:
                 raise
@@ -207,10 +236,12 @@ def _lookup(secret_digest: str) -> sa.Row | None:
     raise AssertionError("unreachable")
 
 
-def _use_one(key_id: int) -> bool:
-    """Take one use from the key's quota atomically (one conditional UPDATE, committed); False when none is left."""
+def _use_one(key_id: int) -> int | None:
+    """Take one use from the key's quota atomically (one conditional UPDATE, committed): the uses left before this
+    one, read from the database (never from a cached row), or None when none is left."""
     with db.engine.begin() as connection:
-        return connection.execute(_USE_ONE, {"key_id": key_id}).rowcount == 1
+        left = connection.execute(_USE_ONE, {"key_id": key_id}).scalar()
+    return None if left is None else left + 1
 
 
 def _suspend(key: VerifiedKey, actor: Actor, now: datetime) -> None:

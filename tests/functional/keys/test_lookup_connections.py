@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.keys import verification
+from app.keys.core import KeyCore
 from app.keys.models import ApiKey
 from tests.functional.keyhelpers import bearer, load_key, new_key
 from tests.support import on_postgres
@@ -20,8 +21,9 @@ def in_autocommit(dbapi_connection) -> bool:
     return getattr(dbapi_connection, "autocommit", False) is True
 
 
-def test_every_pooled_connection_is_handed_out_with_transactions_on(app, client, user):
+def test_every_pooled_connection_is_handed_out_with_transactions_on(app, client, user, monkeypatch):
     _, token = new_key(app, user)
+    monkeypatch.setattr(KeyCore.of(app).key_cache, "max_age", 0)  # every request to the database: no cache
     handed_out: list[bool] = []
     with app.app_context():
         engine = db.engine
