@@ -7,7 +7,9 @@ import json
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,8 +17,10 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.multiprocess import MultiProcessCollector
+
 from tests.functional.processes import BIN, ROOT, clean_env, flask, free_port
-from tests.support import PASSWORD
+from tests.support import PASSWORD, csrf_token_from
 
 
 @dataclass(frozen=True)
@@ -39,17 +43,30 @@ class Answer:
         return json.loads(self.body or b"null")
 
 
-def http(method: str, url: str, headers: dict | None = None, body: Any = None, timeout: float = 30) -> Answer:
-    """One request on a connection of its own (so threads share nothing), `body` sent as JSON; an error status is
-    an answer like any other."""
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_NOT_FOLLOWING = urllib.request.build_opener(_NoRedirects)
+
+
+def http(method: str, url: str, headers: dict | None = None, body: Any = None, timeout: float = 30, *,
+         form: dict | None = None, follow_redirects: bool = True) -> Answer:
+    """One request on a connection of its own (so threads share nothing), `body` sent as JSON or `form` as a page's
+    form would be; an error status is an answer like any other, and so is a redirect when not followed (a form's
+    302 says it worked)."""
     headers = dict(headers or {})
     data = None
     if body is not None:
         headers["Content-Type"] = "application/json"
         data = json.dumps(body).encode()
+    elif form is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        data = urllib.parse.urlencode(form).encode()
+    open_url = urllib.request.urlopen if follow_redirects else _NOT_FOLLOWING.open
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method),
-                                    timeout=timeout) as response:
+        with open_url(urllib.request.Request(url, data, headers, method=method), timeout=timeout) as response:
             return Answer(response.status, response.headers, response.read())
     except urllib.error.HTTPError as error:
         with error:
@@ -117,3 +134,49 @@ def start_gunicorn(env: dict, base: str, log: Path) -> subprocess.Popen:
         server.wait(timeout=60)
         raise
     return server
+
+
+# -- a signed-in person, as a browser would be ----------------------------------------------------------------------
+
+def _session_of(answer: Answer, cookie: str | None) -> str | None:
+    """The session cookie to send next: the one the answer set, else the one sent. (Production marks it Secure, so
+    urllib's cookie jar would not send it back over http: it is carried by hand.)"""
+    set_cookie = answer.headers.get("Set-Cookie")
+    return set_cookie.split(";")[0] if set_cookie else cookie
+
+
+def form_token(base: str, path: str, cookie: str | None = None) -> tuple[str, str]:
+    """Open the page at `path` with the session `cookie`: (the session cookie to send next, the page's CSRF token)."""
+    page = http("GET", base + path, {"Cookie": cookie} if cookie else {}, follow_redirects=False)
+    assert page.status == 200, (path, page.status)
+    return _session_of(page, cookie), csrf_token_from(page.body.decode())
+
+
+def signed_in_cookie(base: str, email: str = "ada@example.com") -> str:
+    """Sign `email` (password PASSWORD) in through the real form: the session cookie to send."""
+    cookie, token = form_token(base, "/login")
+    answer = http("POST", f"{base}/login", {"Cookie": cookie}, follow_redirects=False,
+                  form={"csrf_token": token, "email": email, "password": PASSWORD})
+    assert answer.status == 302, answer.body
+    return _session_of(answer, cookie)
+
+
+# -- which worker did what ------------------------------------------------------------------------------------------
+
+def pid_of(path: Path) -> int:
+    return int(path.stem.rsplit("_", 1)[1])
+
+
+def counts_by_worker(folder: Path, sample: str, label: str, **only: str) -> dict[int, Counter]:
+    """Each gunicorn worker's count of one Prometheus sample (`keyfob_key_verifications_total`,
+    `keyfob_request_duration_seconds_count`), by the value of one of its labels, of the samples whose other labels
+    are `only`; read from the worker's own file in PROMETHEUS_MULTIPROC_DIR (`folder`): which worker did what, where
+    /metrics gives only the sum."""
+    by_worker: dict[int, Counter] = {}
+    for path in Path(folder).glob("*.db"):
+        counts = by_worker.setdefault(pid_of(path), Counter())
+        for metric in MultiProcessCollector.merge([str(path)], accumulate=True):
+            for found in metric.samples:
+                if found.name == sample and only.items() <= found.labels.items():
+                    counts[found.labels[label]] += int(found.value)
+    return by_worker

@@ -13,9 +13,6 @@ import re
 import socket
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,9 +27,8 @@ import app.database
 from app.keys import tokens
 from tests.functional.keyhelpers import add_user, bearer, new_key
 from tests.functional.processes import flask
-from tests.functional.served import Answer, gunicorn_with_a_key, http
+from tests.functional.served import Answer, gunicorn_with_a_key, http, signed_in_cookie
 from tests.pg_cluster import DEFAULT_BIN, Cluster, in_ci
-from tests.support import PASSWORD
 
 BACK_WITHIN_SECONDS = 5
 KEY_LIKE = re.compile(r"kf_[A-Za-z0-9_]{20,}")
@@ -132,27 +128,6 @@ class Seen(Answer):
 
 def call(base: str, what: str, method: str, path: str, headers: dict, body: dict | None = None) -> Seen:
     return Seen(**vars(http(method, base + path, headers, body, timeout=15)), what=what)
-
-
-class NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def signed_in_cookie(base: str) -> str:
-    """Log ada in through the real form; the session cookie to send (production marks it Secure, so urllib's
-    cookie jar would not send it back over http: it is carried by hand)."""
-    opener = urllib.request.build_opener(NoRedirects)
-    with opener.open(f"{base}/login", timeout=10) as page:
-        cookie = page.headers["Set-Cookie"].split(";")[0]
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.read().decode()).group(1)
-    form = urllib.parse.urlencode({"csrf_token": token, "email": "ada@example.com", "password": PASSWORD}).encode()
-    try:
-        opener.open(urllib.request.Request(f"{base}/login", data=form, headers={"Cookie": cookie}), timeout=10)
-    except urllib.error.HTTPError as answer:
-        assert answer.code == 302, answer.read()
-        return answer.headers["Set-Cookie"].split(";")[0]
-    raise AssertionError("logging in did not redirect")
 
 
 @dataclass

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.functional.processes import BIN, ROOT, clean_env, flask, free_port
-from tests.functional.served import http, wait_until_ready
+from tests.functional.served import counts_by_worker, http, pid_of, wait_until_ready
 from tests.redis_server import find_redis_server, redis_server_binary, running_redis
 from tests.support import FAST_ARGON2, PASSWORD
 from tests.support import database_url as run_database_url
@@ -91,15 +90,7 @@ class Server:
 
     def verifications_by_worker(self) -> dict[int, Counter]:
         """Each worker's key verifications so far, by outcome, read from its own counter file."""
-        by_worker = {}
-        for path in self.metrics.glob("counter_*.db"):
-            counts: Counter = Counter()
-            for metric in MultiProcessCollector.merge([str(path)], accumulate=False):
-                if metric.name == "keyfob_key_verifications":
-                    for sample in metric.samples:
-                        counts[sample.labels["outcome"]] += int(sample.value)
-            by_worker[pid_of(path)] = counts
-        return by_worker
+        return counts_by_worker(self.metrics, "keyfob_key_verifications_total", "outcome")
 
 
 @contextmanager
@@ -116,10 +107,6 @@ def serving(tmp_path: Path, **settings: str):
     finally:
         if server.stop() != 0:
             pytest.fail("gunicorn did not stop cleanly:\n" + server.log.read_text())
-
-
-def pid_of(path: Path) -> int:
-    return int(path.stem.rsplit("_", 1)[1])
 
 
 def concurrently(call, items, threads: int = 16) -> list:
