@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,28 @@ from app.extensions import db, login_manager, migrate
 from app.request_body import KeyfobRequest
 from app.sessions import KeyfobSessionInterface
 
+_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
 
 class Keyfob(Flask):
     """Flask, with request bodies read by Keyfob's strict parser, sessions opened only when a cookie came, and
     unexpected errors logged in one line."""
 
     request_class = KeyfobRequest
+
+    def ensure_sync(self, func):
+        """Flask asks this of every hook and view on every request (a dozen times a request), through
+        inspect.iscoroutinefunction; Keyfob has no async code, so a plain function's code flags answer at once."""
+        code = getattr(func, "__code__", None)
+        if code is not None and not code.co_flags & _ASYNC_FLAGS:
+            return func
+        return super().ensure_sync(func)
+
+    def request_context(self, environ):
+        from app.metrics import REQUEST_STARTED
+
+        environ[REQUEST_STARTED] = time.perf_counter()
+        return super().request_context(environ)
 
     def log_exception(self, exc_info) -> None:
         from app.errors import log_unexpected
@@ -51,9 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     _init_accounts(app, store)
     _init_keys(app, store)
     from app.csrf import init_csrf
-    from app.fetch_metadata import init_fetch_metadata
 
-    init_fetch_metadata(app)  # before CSRF: a cross-site change is refused for that reason, token or not
     init_csrf(app)
     from app.request_guard import init_request_guard
 
@@ -61,7 +77,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
 
     from app.errors import init_error_handlers
     from app.favicon import init_favicon
-    from app.htmx import init_htmx
     from app.metrics import init_metrics
     from app.security_headers import init_security_headers
     from app.templating import init_templating
@@ -69,7 +84,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     init_error_handlers(app)
     init_security_headers(app)
     init_templating(app)
-    init_htmx(app)
     init_metrics(app)
     init_favicon(app)
 
@@ -126,6 +140,7 @@ def _init_accounts(app: Flask, store) -> None:
     from app.accounts.throttle import LoginThrottle, RegistrationThrottle
 
     login_manager.init_app(app)
+    _remember_cookie_only_when_sent(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Log in to see that page."
     login_manager.login_message_category = "info"
@@ -137,6 +152,23 @@ def _init_accounts(app: Flask, store) -> None:
                                      app.config["LOGIN_THROTTLE_PER_IP"]),
         registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
     ).install(app)
+
+
+def _remember_cookie_only_when_sent(app: Flask) -> None:
+    """Flask-Login looks for remember-me work after every request by reading the session, which marks it used: every
+    answer, JSON ones included, cost a session save and got `Vary: Cookie`. Keyfob signs in without remember-me, so
+    there is work only when a browser sends a remember-me cookie (Flask-Login then clears it at sign-out): its hook
+    runs, in its place, for those requests alone."""
+    from flask import request
+
+    remember = login_manager._update_remember_cookie
+    cookie = app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    hooks = app.after_request_funcs[None]
+
+    def _update_remember_cookie(response):
+        return remember(response) if cookie in request.environ.get("HTTP_COOKIE", "") else response
+
+    hooks[hooks.index(remember)] = _update_remember_cookie
 
 
 def _init_keys(app: Flask, store) -> None:

@@ -12,9 +12,7 @@ request gains nothing the key does not already give, and browser apps on other o
 
 from __future__ import annotations
 
-from flask import Flask, request
-
-from app.errors import error_response
+from flask import request
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Blueprints whose routes read no cookie (the same ones CSRF protection exempts for that reason): the JSON API and
@@ -29,13 +27,3 @@ def is_cross_site_change() -> bool:
             and request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site"
             and request.url_rule is not None  # an unknown address answers 404 as usual
             and request.blueprint not in COOKIELESS_BLUEPRINTS)
-
-
-def init_fetch_metadata(app: Flask) -> None:
-    """Register the check. Call it before CSRFProtect.init_app, so it answers before the token is looked at."""
-
-    @app.before_request
-    def _refuse_cross_site_changes():
-        if is_cross_site_change():
-            return error_response(403, "cross_site_request", MESSAGE)
-        return None

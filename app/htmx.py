@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import request
+
+# The same URL answers a page or a fragment depending on HX-Request: every response says so, so that no cache hands a
+# fragment to a page view (app/security_headers.py adds it with the other headers every response carries).
+VARY = "HX-Request"
 
 
 def from_htmx() -> bool:
@@ -16,15 +20,3 @@ def is_htmx() -> bool:
     headers = request.headers
     return (headers.get("HX-Request") == "true" and headers.get("HX-History-Restore-Request") != "true"
             and headers.get("HX-Boosted") != "true")
-
-
-def init_htmx(app: Flask) -> None:
-    @app.after_request
-    def _vary_on_htmx(response):
-        # The same URL answers a page or a fragment depending on HX-Request. Most responses have no Vary yet: set
-        # it as it is, without parsing and rewriting a header set (response.vary) on every request.
-        if "Vary" in response.headers:
-            response.vary.add("HX-Request")
-        else:
-            response.headers["Vary"] = "HX-Request"
-        return response

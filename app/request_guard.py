@@ -1,5 +1,9 @@
-"""Refuse, before any view sees it, what no page or operation can read: a NUL character in any query parameter or
-form field, and a body that is not a form posted to a page.
+"""The checks every request passes before its view, in one hook and in this order: a change from another site (403,
+app/fetch_metadata.py), the CSRF token (400, app/csrf.py), and what no page or operation can read: a NUL character
+in any query parameter or form field (400), a body that is not a form posted to a page (415).
+
+Most requests (API reads, forward auth, health probes, page views) are a GET with no body and no %00 in the query:
+none of these checks can refuse one, and the hook sees that from three values of the WSGI environ.
 
 No field Keyfob reads may hold a NUL, and PostgreSQL cannot even compare text with one: a search for "a\\x00b" would
 fail in the database instead of finding nothing. Refusing it once here covers every search box and filter, present
@@ -13,8 +17,10 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+from app.csrf import check_csrf_token
 from app.errors import error_response
-from app.fetch_metadata import COOKIELESS_BLUEPRINTS
+from app.fetch_metadata import COOKIELESS_BLUEPRINTS, SAFE_METHODS, is_cross_site_change
+from app.fetch_metadata import MESSAGE as CROSS_SITE_MESSAGE
 from app.forms import SUBMIT_METHODS
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -49,8 +55,19 @@ def page_body_refused() -> str | None:
 
 
 def init_request_guard(app: Flask) -> None:
+    # The shortcut below is sound only while no safe method is one that submits or needs a token.
+    assert not SAFE_METHODS & (SUBMIT_METHODS | set(app.config["WTF_CSRF_METHODS"]))
+
     @app.before_request
     def _refuse_unreadable():
+        environ = request.environ
+        query = environ.get("QUERY_STRING", "")
+        if (environ["REQUEST_METHOD"] in SAFE_METHODS and not environ.get("CONTENT_TYPE")
+                and "%00" not in query and "\x00" not in query):
+            return None
+        if is_cross_site_change():  # first: a cross-site change is refused for that reason, token or not
+            return error_response(403, "cross_site_request", CROSS_SITE_MESSAGE)
+        check_csrf_token()
         if has_nul():
             return error_response(400, "nul_character", MESSAGE)
         refused = page_body_refused()

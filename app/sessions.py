@@ -36,8 +36,7 @@ class KeyfobSessionInterface(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session, response) -> None:
         if not session and not session.modified:
             # What Flask does with an empty session nothing changed (no cookie to set or delete), without reading
-            # the cookie's seven settings first. Flask-Login looks at the session on every request, so it counts
-            # as accessed and the response varies on Cookie, as before.
+            # the cookie's seven settings first: a response that read the session varies on Cookie.
             if session.accessed:
                 response.vary.add("Cookie")
             return
