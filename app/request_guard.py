@@ -65,9 +65,11 @@ def init_request_guard(app: Flask) -> None:
         if (environ["REQUEST_METHOD"] in SAFE_METHODS and not environ.get("CONTENT_TYPE")
                 and "%00" not in query and "\x00" not in query):
             return None
-        if is_cross_site_change():  # first: a cross-site change is refused for that reason, token or not
-            return error_response(403, "cross_site_request", CROSS_SITE_MESSAGE)
-        check_csrf_token()
+        # The API and forward auth read no cookie: no cross-site or CSRF check applies to them (both exempt them).
+        if request.blueprint not in COOKIELESS_BLUEPRINTS:
+            if is_cross_site_change():  # first: a cross-site change is refused for that reason, token or not
+                return error_response(403, "cross_site_request", CROSS_SITE_MESSAGE)
+            check_csrf_token()
         if has_nul():
             return error_response(400, "nul_character", MESSAGE)
         refused = page_body_refused()

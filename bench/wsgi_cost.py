@@ -4,7 +4,7 @@
 with the app. This measures the app alone, so a change to the request path shows up in microseconds:
 
     .venv/bin/python bench/wsgi_cost.py                # CPU µs per request for each scenario of bench/run.py
-    .venv/bin/python bench/wsgi_cost.py --breakdown    # also verify(), _lookup() and the guarded view, in place
+    .venv/bin/python bench/wsgi_cost.py --breakdown    # also verify(), cached_lookup() and the guarded view, in place
     .venv/bin/python bench/wsgi_cost.py --profile whoami_valid    # cProfile of one scenario
     .venv/bin/python bench/wsgi_cost.py --database postgres       # the same on PostgreSQL
     .venv/bin/python bench/wsgi_cost.py --server large --breakdown    # the key list pages: queries, render, SQL
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=None, help="batches per scenario (80; 30 with --server large)")
     parser.add_argument("--batch", type=int, default=None, help="calls per batch (250; 20 with --server large)")
-    parser.add_argument("--breakdown", action="store_true", help="time verify(), _lookup() and the whoami view")
+    parser.add_argument("--breakdown", action="store_true", help="time verify(), cached_lookup() and the whoami view")
     parser.add_argument("--profile", choices=[scenario.name for scenario in APP_SCENARIOS],
                         help="print a cProfile of this scenario instead")
     parser.add_argument("--server", choices=["base", "large"], default="base",
@@ -300,7 +300,7 @@ def _run(args: argparse.Namespace, env: dict[str, str], fixture: seed.Fixture, s
         if "whoami_valid" in calls:
             parts = {"guarded whoami view (decorator, verify, view)": (app.view_functions, "api.whoami"),
                      "verification.verify()": (verification, "verify"),
-                     "  of which verification._lookup()": (verification, "_lookup")}
+                     "  of which verification.cached_lookup()": (verification, "cached_lookup")}
             spent = breakdown(app, calls["whoami_valid"], args.batches * args.batch // 4, parts)
             print_breakdown("inside a valid whoami request, wall µs per request", spent)
         parts = {"the key list view (queries and page)": (app.view_functions, "dashboard.index"),

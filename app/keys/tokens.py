@@ -14,6 +14,7 @@ import re
 import secrets
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 RANDOM_LENGTH = 27
@@ -58,10 +59,13 @@ class ParsedKey:
         return f"{self.prefix}_{self.random[:DISPLAY_RANDOM_CHARS]}"
 
 
+def key_length(prefix: str) -> int:
+    return len(prefix) + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
+
+
 def parse(token: str, prefix: str) -> ParsedKey | None:
     """The key's parts when `token` is well formed for this prefix with a correct checksum, else None."""
-    expected_length = len(prefix) + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
-    if not isinstance(token, str) or len(token) != expected_length or not token.startswith(prefix + "_"):
+    if not isinstance(token, str) or len(token) != key_length(prefix) or not token.startswith(prefix + "_"):
         return None
     body, check = token[:-CHECKSUM_LENGTH], token[-CHECKSUM_LENGTH:]
     random = body[len(prefix) + 1:]
@@ -76,4 +80,11 @@ def parse(token: str, prefix: str) -> ParsedKey | None:
 
 def digest(pepper: bytes, token: str) -> str:
     """What is stored and looked up: HMAC-SHA256 under the pepper, as 64 hex characters."""
-    return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).hexdigest()
+    mac = _keyed(pepper).copy()  # the pepper's HMAC state, keyed once: a copy costs less than keying again
+    mac.update(token.encode("ascii"))
+    return mac.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _keyed(pepper: bytes) -> hmac.HMAC:
+    return hmac.new(pepper, digestmod=hashlib.sha256)

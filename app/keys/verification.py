@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import or_, select
@@ -30,7 +31,7 @@ from app.audit.service import Actor
 from app.database import commit, is_outage, utcnow
 from app.extensions import db
 from app.keys import policy, tokens
-from app.keys.core import key_core, settings
+from app.keys.core import KeyCore, key_core, settings
 from app.keys.lookup_cache import LookupCache
 from app.keys.models import ApiKey
 from app.keys.ratelimit import RateLimitState
@@ -65,7 +66,7 @@ class ServiceKey:
     display_start: str = "service"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verification:
     outcome: Outcome
     key: VerifiedKey | ServiceKey | None = None
@@ -134,7 +135,8 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
     usage buffer; a failure is audited through it. A service that asks through its verifier credential is named by
     `verifier_id`, and may say the `method` and `path` the key was presented for: the owner sees them on the key.
     """
-    s = settings()
+    core = KeyCore.current()
+    s = core.settings
     now = now or utcnow()
     asked = _Asked(now, client_ip, user_agent, verifier_id, method, path)
     required = tuple(required_scopes)
@@ -147,18 +149,23 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
             return Verification(Outcome.INSUFFICIENT_SCOPE, ServiceKey(s.service_scopes), missing)
         return Verification(Outcome.VALID, ServiceKey(s.service_scopes))
 
-    parsed = tokens.parse(token, s.prefix)
-    if parsed is None:
-        return _failed(Outcome.MALFORMED, asked)
-    secret_digest = tokens.digest(s.pepper, token)
-    row = _lookup(secret_digest)
-    if row is None:
-        return _failed(Outcome.NOT_FOUND, asked, key_display=parsed.display_start)
+    stored = None
+    if len(token) == tokens.key_length(s.prefix) and token.isascii():
+        # A key the cache holds passed the format check when it was read, and the same text has the same digest: a
+        # hit needs no second check. Anything else is checked before any database work, as always.
+        secret_digest = tokens.digest(s.pepper, token)
+        stored = core.key_cache.get(secret_digest)
+    if stored is None:
+        parsed = tokens.parse(token, s.prefix)
+        if parsed is None:
+            return _failed(Outcome.MALFORMED, asked)
+        secret_digest = tokens.digest(s.pepper, token)
+        stored = cached_lookup(core, core.key_cache, _LOOKUP, secret_digest, _stored_key)
+        if stored is None:
+            return _failed(Outcome.NOT_FOUND, asked, key_display=parsed.display_start)
 
-    (key_id, user_id, name, display_start, scope_text, ip_text, expires_at, rate_limit, remaining_uses, secret_hash,
-     previous_secret_expires_at, revoked_at, disabled, suspended_until, owner_active, owner_email) = row
-    key = VerifiedKey(key_id, user_id, name, display_start, from_text(scope_text),
-                      tuple(ip_text.split()) if ip_text else (), expires_at, rate_limit, remaining_uses, owner_email)
+    key, secret_hash, previous_secret_expires_at, revoked_at, disabled, suspended_until, owner_active = stored
+    key_id, expires_at, rate_limit, remaining_uses = key.id, key.expires_at, key.rate_limit, key.remaining_uses
     # The previous secret of a rotated key is usable only during the grace period.
     in_grace = previous_secret_expires_at is not None and previous_secret_expires_at > now
     if not hmac.compare_digest(secret_hash, secret_digest) and not in_grace:
@@ -180,9 +187,9 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
 
     state = None
     if rate_limit:
-        state = key_core().limiter.hit(key_id, rate_limit)
+        state = core.limiter.hit(key_id, rate_limit)
         if not state.allowed:
-            if key_core().limiter.rejection_should_suspend(key_id):
+            if core.limiter.rejection_should_suspend(key_id):
                 _suspend(key, Actor.key(key, client_ip, user_agent), now)
             return _failed(Outcome.RATE_LIMITED, asked, key, rate_limit=state)
     if remaining_uses is not None:
@@ -191,29 +198,39 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
             return _failed(Outcome.USAGE_EXCEEDED, asked, key, rate_limit=state)
         key = dataclasses.replace(key, remaining_uses=left)
 
-    key_core().usage.record_use(key_id, now, client_ip, verifier_id)
-    _note_request(asked, key_id, Outcome.VALID)
+    core.usage.record_use(key_id, now, client_ip, verifier_id)
+    if verifier_id is not None:
+        _note_request(asked, key_id, Outcome.VALID)
     return Verification(Outcome.VALID, key, rate_limit=state)
 
 
-def _lookup(secret_digest: str) -> sa.Row | None:
-    """The key row whose current or previous secret has this digest, with its owner's is_active: from the worker's
-    cache while it is fresh (app/keys/lookup_cache.py), else one indexed query."""
-    return cached_lookup(key_core().key_cache, _LOOKUP, secret_digest)
+def _stored_key(row: sa.Row) -> tuple:
+    """What verify() needs of a key's row, made once per read of it (the scopes and networks parsed), not per request:
+    the VerifiedKey, then the fields that decide a refusal."""
+    (key_id, user_id, name, display_start, scope_text, ip_text, expires_at, rate_limit, remaining_uses, secret_hash,
+     previous_secret_expires_at, revoked_at, disabled, suspended_until, owner_active, owner_email) = row
+    key = VerifiedKey(key_id, user_id, name, display_start, from_text(scope_text),
+                      tuple(ip_text.split()) if ip_text else (), expires_at, rate_limit, remaining_uses, owner_email)
+    return key, secret_hash, previous_secret_expires_at, revoked_at, disabled, suspended_until, owner_active
 
 
-def cached_lookup(cache: LookupCache, statement: sa.Select, digest: str) -> sa.Row | None:
-    """The one row `statement` finds for `digest`, through `cache`: what a guarded request reads of a key, and what
-    the verification API and forward auth read of a verifier credential."""
+def cached_lookup(core: KeyCore, cache: LookupCache, statement: sa.Select, digest: str,
+                  prepare: Callable[[sa.Row], Any]) -> Any | None:
+    """`prepare` of the one row `statement` finds for `digest`, through `cache`: what a guarded request reads of a
+    key, and what the verification API and forward auth read of a verifier credential. None: no such row."""
     if not cache.enabled:
-        return _read(statement, digest)
-    row = cache.get(digest)
-    if row is None:
-        key_core().listen_for_changes()
+        row = _read(statement, digest)
+        return None if row is None else prepare(row)
+    found = cache.get(digest)
+    if found is None:
+        core.listen_for_changes()
         ticket = cache.ticket()  # before the query: a change committed from now on makes this row unusable
         row = _read(statement, digest)
-        cache.put(digest, row, ticket)
-    return row
+        if row is None:
+            return None
+        found = prepare(row)
+        cache.put(digest, found, ticket)
+    return found
 
 
 def _read(statement: sa.Select, digest: str) -> sa.Row | None:

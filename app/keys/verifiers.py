@@ -17,10 +17,11 @@ from app.audit.service import Actor
 from app.database import MAX_ID, commit, utcnow
 from app.extensions import db
 from app.keys import tokens
-from app.keys.core import key_core, settings
+from app.keys.core import KeyCore, settings
 from app.keys.models import VERIFIER_NAME_LENGTH, Verifier
 from app.keys.verification import cached_lookup
 
+VERIFIER_MARK = "v"  # after KEY_PREFIX: kf -> kfv_...
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 DESCRIPTION_LENGTH = 500
 
@@ -35,7 +36,8 @@ class VerifierError(ValueError):
 
 def prefix() -> str:
     """Verifier credentials start `<KEY_PREFIX>v_`: recognisable, and never parsed as a key of this deployment."""
-    return settings().prefix + "v"
+    return settings().prefix + VERIFIER_MARK
+
 
 
 def _clean_name(name: str | None) -> str:
@@ -111,12 +113,14 @@ _LOOKUP = select(_VERIFIERS.c.id, _VERIFIERS.c.name, _VERIFIERS.c.revoked_at).wh
 def authenticate(token: str | None) -> VerifierIdentity | None:
     """The active verifier this credential belongs to, or None. A malformed one costs no query; a known one is read
     through the worker's lookup cache, like a key (a revoke reaches every worker before it answers)."""
-    if token is None or tokens.parse(token, prefix()) is None:
+    core = KeyCore.current()
+    if token is None or tokens.parse(token, core.settings.prefix + VERIFIER_MARK) is None:
         return None
-    row = cached_lookup(key_core().verifier_cache, _LOOKUP, tokens.digest(settings().pepper, token))
-    if row is None or row.revoked_at is not None:
-        return None
-    return VerifierIdentity(row.id, row.name)
+    return cached_lookup(core, core.verifier_cache, _LOOKUP, tokens.digest(core.settings.pepper, token), _identity)
+
+
+def _identity(row) -> VerifierIdentity | None:
+    return None if row.revoked_at is not None else VerifierIdentity(row.id, row.name)
 
 
 def find_verifier(name: str) -> Verifier | None:

@@ -42,9 +42,9 @@ MAX_URI_LENGTH = 8192
 
 
 def _original() -> tuple[str, str]:
-    headers = request.headers
-    method = headers.get("X-Forwarded-Method") or headers.get("X-Original-Method") or request.method
-    uri = headers.get("X-Forwarded-Uri") or headers.get("X-Original-URI")
+    environ = request.environ  # the proxy's headers straight from the environ: this runs for every request it guards
+    method = environ.get("HTTP_X_FORWARDED_METHOD") or environ.get("HTTP_X_ORIGINAL_METHOD") or request.method
+    uri = environ.get("HTTP_X_FORWARDED_URI") or environ.get("HTTP_X_ORIGINAL_URI")
     if uri is None:
         # request.path is percent-decoded already and match() decodes again: quoted back, %252e%252e stays the
         # segment `%2e%2e` the service will read, instead of becoming `..` for the rules.
@@ -96,14 +96,14 @@ def forward_auth(sub_path: str = ""):
         response.headers["X-Keyfob-Code"] = CODES[result.outcome]
         return _for_nginx(response)
     found = result.key
-    response = current_app.response_class(status=200)
-    response.headers.update({
-        "X-Keyfob-Key-Id": "" if found.id is None else str(found.id),
-        "X-Keyfob-Key-Start": found.display_start,
-        "X-Keyfob-User-Id": "" if found.user_id is None else str(found.user_id),
-        "X-Keyfob-Scopes": " ".join(found.scopes),
-        "X-Keyfob-Code": "VALID",
-    })
+    identity = [
+        ("X-Keyfob-Key-Id", "" if found.id is None else str(found.id)),
+        ("X-Keyfob-Key-Start", found.display_start),
+        ("X-Keyfob-User-Id", "" if found.user_id is None else str(found.user_id)),
+        ("X-Keyfob-Scopes", " ".join(found.scopes)),
+        ("X-Keyfob-Code", "VALID"),
+    ]
     if result.rate_limit is not None:
-        response.headers.update(rate_limit_headers(result.rate_limit))
-    return response
+        identity.extend(rate_limit_headers(result.rate_limit).items())
+    # A new response has none of these: added, not set (a set looks for each one first, on every check).
+    return current_app.response_class(status=200, headers=identity)

@@ -17,4 +17,4 @@ def test_wsgi_cost_reports_every_scenario_and_the_whoami_breakdown():
     assert set(figures) == {"healthz", "bare_healthz", "whoami_valid", "whoami_unguarded", "whoami_bad_checksum",
                             "verify_api_valid", "nginx_forward_auth"}
     assert float(figures["healthz"]) == 0.0
-    assert "verification.verify()" in result.stdout and "of which verification._lookup()" in result.stdout
+    assert "verification.verify()" in result.stdout and "of which verification.cached_lookup()" in result.stdout
