@@ -241,14 +241,22 @@ def test_a_change_refuses_the_very_next_requests_in_every_worker_through_every_f
 
     change(host, case)
     answers = together([lambda face=face: face.ask(host.served.base, case) for face in faces for _ in range(BURST)])
-
-    after = requests_by_worker(host)
     accepted = {face.name: answers[n * BURST:(n + 1) * BURST].count(True) for n, face in enumerate(faces)}
     # A new rate limit of 1 a minute lets one request through in each worker (memory:// counts per worker; the
     # key's old limit, none, is what a stale cache would apply: all of them); every other change lets none.
     allowed = WORKERS if change is limit_the_rate else 0
     assert sum(accepted.values()) <= allowed, f"accepted after the change's answer, of {BURST} per face: {accepted}"
-    for face in faces:  # and the burst met every worker's cache, through each face
-        answered = {pid for pid in workers if after.get(pid, Counter())[face.route] >
-                    before.get(pid, Counter())[face.route]}
-        assert answered == workers, f"{face.name}: only {len(answered)} of {WORKERS} workers answered the burst"
+
+    # The burst must have met every worker's cache through each face. On a busy machine one worker may have missed a
+    # face's burst: then more bursts, each refused all the same, until every worker has answered one.
+    for face in faces:
+        for _ in range(WARM_ROUNDS):
+            after = requests_by_worker(host)
+            answered = {pid for pid in workers if after.get(pid, Counter())[face.route] >
+                        before.get(pid, Counter())[face.route]}
+            if answered == workers:
+                break
+            more = together([lambda face=face: face.ask(host.served.base, case)] * BURST)
+            accepted[face.name] += more.count(True)
+            assert sum(accepted.values()) <= allowed, f"accepted, with later bursts: {accepted}"
+        assert answered == workers, f"{face.name}: only {len(answered)} of {WORKERS} workers answered the bursts"

@@ -55,8 +55,9 @@ def test_without_a_valid_verifier_credential_the_answer_is_401_and_says_nothing_
     with app.app_context():
         revoked, revoked_credential = verifiers.create("old-service", actor=Actor.cli())
         verifiers.revoke(revoked, actor=Actor.cli())
-    for headers in ({}, bearer(token), bearer(revoked_credential), bearer(credential[:-1] + "x"),
-                    bearer(tokens.generate("kfv")), {"Authorization": f"Basic {credential}"}):
+    mistyped = credential[:-1] + ("x" if credential[-1] != "x" else "y")
+    for headers in ({}, bearer(token), bearer(revoked_credential), bearer(mistyped), bearer(tokens.generate("kfv")),
+                    {"Authorization": f"Basic {credential}"}):
         response = client.post(VERIFY, json={"key": token}, headers=headers)
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="keyfob-verifiers"'
