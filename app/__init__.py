@@ -178,7 +178,11 @@ def _init_keys(app: Flask, store) -> None:
     from app.keys.ratelimit import KeyRateLimiter
     from app.keys.usage import UsageBuffer
 
-    changes = Generation(Path(app.instance_path) / GENERATION_FILE)
+    try:
+        changes = Generation(Path(app.instance_path) / GENERATION_FILE)
+    except OSError as error:
+        raise ConfigError(f"KEYFOB_INSTANCE_PATH={app.instance_path!r} cannot hold the key-change counter every "
+                          f"process of the host shares ({GENERATION_FILE}): {error.strerror or error}") from None
     changes.install(app)
     max_age, size = app.config["VERIFY_CACHE_SECONDS"], app.config["VERIFY_CACHE_SIZE"]
     listener = None

@@ -29,6 +29,16 @@ def test_bad_configuration_is_one_clear_line(tmp_path, env, named):
     assert named in lines[0]
 
 
+def test_an_instance_folder_that_cannot_hold_the_change_counter_is_one_clear_line(tmp_path):
+    instance = tmp_path / "instance"
+    (instance / "key-changes.generation").mkdir(parents=True)  # where the counter's file must be
+    result = flask(tmp_path, "users", "list", KEYFOB_ENV="development", KEYFOB_INSTANCE_PATH=str(instance))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keyfob: configuration error: KEYFOB_INSTANCE_PATH="), result.stderr
+    assert "key-change counter" in lines[0]
+
+
 @sqlite_only("with no settings at all the database is SQLite in instance/")
 def test_development_needs_no_settings_at_all(tmp_path):
     assert flask(tmp_path, "db", "upgrade", KEYFOB_ENV="development").returncode == 0
