@@ -35,7 +35,7 @@ migrate: $(VENV)/.installed
 	KEYFOB_ENV=$${KEYFOB_ENV:-development} $(BIN)/flask --app wsgi db upgrade
 
 # Ratios under gunicorn (2 workers) on loopback, on SQLite and PostgreSQL, measured with wrk (apt-get install wrk);
-# a report, not a test, about 7 minutes. BENCH_ARGS go to bench/run.py, e.g. BENCH_ARGS="--only sqlite".
+# a report, not a test, about 10 minutes. BENCH_ARGS go to bench/run.py, e.g. BENCH_ARGS="--only sqlite".
 # Results and how to read them: docs/performance.md.
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
