@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,10 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.processes import ROOT, free_port
-
-DOCS = ROOT / "docs" / "proxies"
-START_SECONDS = 15
+from tests.functional.processes import free_port
+from tests.loopback_proxies import NGINX, documented_config, nginx_command, nginx_main_config, stop, wait_for_port
 
 
 def proxy_program(name: str, debian_path: str) -> Path:
@@ -40,15 +35,6 @@ def proxy_program(name: str, debian_path: str) -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(missing + " (CI=true: it must)", pytrace=False)
     pytest.skip(missing)
-
-
-def documented_config(name: str, **placeholders: str) -> str:
-    """docs/proxies/<name> with each placeholder replaced; one missing from the file is a mistake in the test."""
-    text = (DOCS / name).read_text()
-    for placeholder, value in placeholders.items():
-        assert placeholder in text, f"{placeholder} is not in docs/proxies/{name}"
-        text = text.replace(placeholder, value)
-    return text
 
 
 @dataclass(frozen=True)
@@ -106,30 +92,6 @@ class EchoService:
         self._thread.join(timeout=10)
 
 
-def _wait_for_port(process: subprocess.Popen, port: int, log: Path, name: str) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                _stop(process)
-                text = log.read_text(errors="replace") if log.is_file() else ""
-                raise RuntimeError(f"{name} did not start on port {port}:\n{text}") from None
-            time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @contextmanager
 def _running(command: list[str], folder: Path, port: int, name: str, env: dict | None = None,
              secret_config: Path | None = None) -> Iterator[str]:
@@ -140,35 +102,27 @@ def _running(command: list[str], folder: Path, port: int, name: str, env: dict |
         with log.open("w") as output:
             process = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                        stderr=subprocess.STDOUT)
-        _wait_for_port(process, port, log, name)
+        wait_for_port(process, port, log, name)
     finally:
         if secret_config is not None:
             secret_config.unlink()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextmanager
 def running_nginx(folder: Path, **placeholders: str) -> Iterator[str]:
     """nginx with docs/proxies/nginx.conf (placeholders replaced, LISTEN_ADDRESS a free loopback port) inside a
     minimal http block, in the foreground; its base URL. Everything it writes stays in `folder`."""
-    program = proxy_program("nginx", "/usr/sbin/nginx")
+    program = proxy_program("nginx", str(NGINX))
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    (folder / "keyfob.conf").write_text(documented_config("nginx.conf", LISTEN_ADDRESS=f"127.0.0.1:{port}",
-                                                          **placeholders))
-    # What a distribution's nginx.conf would hold around the documented file, pointed at the test folder.
-    temp_paths = "\n".join(f"    {kind}_temp_path {folder / kind};"
-                           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (folder / "nginx.conf").write_text(
-        f"events {{}}\nhttp {{\n    access_log {folder / 'access.log'};\n{temp_paths}\n"
-        f"    include {folder / 'keyfob.conf'};\n}}\n")
-    globals_ = f"daemon off; pid {folder / 'nginx.pid'}; error_log {folder / 'error.log'} info;"
-    if os.geteuid() == 0:  # nginx's workers would switch to `nobody`, who may not enter the test folder
-        globals_ += f" user {pwd.getpwuid(0).pw_name};"
-    command = [str(program), "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", globals_]
+    site = folder / "keyfob.conf"
+    site.write_text(documented_config("nginx.conf", LISTEN_ADDRESS=f"127.0.0.1:{port}", **placeholders))
+    (folder / "nginx.conf").write_text(nginx_main_config(folder, site, str(folder / "access.log")))
+    command = nginx_command(folder, folder / "nginx.conf", "info", program)
     with _running(command, folder, port, "nginx", secret_config=folder / "keyfob.conf") as base:
         yield base
 

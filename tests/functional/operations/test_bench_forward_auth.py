@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench_modules import bench_run
+from tests.loopback_proxies import DOCS
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_the_nginx_config_is_the_documented_recipe_and_a_plain_server_nginx_acce
     nginx = bench.nginx
     auth_port, plain_port = nginx.write_configs(tmp_path, "127.0.0.1:8000", "kfv_bench")
     site = (tmp_path / "site.conf").read_text()
-    documented = nginx.DOCUMENTED.read_text()
+    documented = (DOCS / "nginx.conf").read_text()
     for placeholder, value in {"LISTEN_ADDRESS": f"127.0.0.1:{auth_port}", "KEYFOB_ADDRESS": "127.0.0.1:8000",
                                "SERVICE_ADDRESS": "127.0.0.1:8000", "KEYFOB_VERIFIER": "kfv_bench"}.items():
         documented = documented.replace(placeholder, value)
