@@ -149,17 +149,16 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
             return Verification(Outcome.INSUFFICIENT_SCOPE, ServiceKey(s.service_scopes), missing)
         return Verification(Outcome.VALID, ServiceKey(s.service_scopes))
 
-    stored = None
-    if len(token) == tokens.key_length(s.prefix) and token.isascii():
-        # A key the cache holds passed the format check when it was read, and the same text has the same digest: a
-        # hit needs no second check. Anything else is checked before any database work, as always.
-        secret_digest = tokens.digest(s.pepper, token)
-        stored = core.key_cache.get(secret_digest)
+    # A key the cache holds passed the format check when it was read, and the same text has the same digest: a hit
+    # needs no second check. Anything else is checked before any database work, as always (a well-formed key has the
+    # length and is ASCII, so its digest is made here once).
+    well_sized = len(token) == tokens.key_length(s.prefix) and token.isascii()
+    secret_digest = tokens.digest(s.pepper, token) if well_sized else ""
+    stored = core.key_cache.get(secret_digest) if well_sized else None
     if stored is None:
         parsed = tokens.parse(token, s.prefix)
         if parsed is None:
             return _failed(Outcome.MALFORMED, asked)
-        secret_digest = tokens.digest(s.pepper, token)
         stored = cached_lookup(core, core.key_cache, _LOOKUP, secret_digest, _stored_key)
         if stored is None:
             return _failed(Outcome.NOT_FOUND, asked, key_display=parsed.display_start)
