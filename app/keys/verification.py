@@ -149,12 +149,7 @@ def verify(token: str, required_scopes: Iterable[str] = (), client_ip: str | Non
             return Verification(Outcome.INSUFFICIENT_SCOPE, ServiceKey(s.service_scopes), missing)
         return Verification(Outcome.VALID, ServiceKey(s.service_scopes))
 
-    # A key the cache holds passed the format check when it was read, and the same text has the same digest: a hit
-    # needs no second check. Anything else is checked before any database work, as always (a well-formed key has the
-    # length and is ASCII, so its digest is made here once).
-    well_sized = len(token) == tokens.key_length(s.prefix) and token.isascii()
-    secret_digest = tokens.digest(s.pepper, token) if well_sized else ""
-    stored = core.key_cache.get(secret_digest) if well_sized else None
+    secret_digest, stored = cached_for(core, core.key_cache, token, s.prefix)
     if stored is None:
         parsed = tokens.parse(token, s.prefix)
         if parsed is None:
@@ -211,6 +206,16 @@ def _stored_key(row: sa.Row) -> tuple:
     key = VerifiedKey(key_id, user_id, name, display_start, from_text(scope_text),
                       tuple(ip_text.split()) if ip_text else (), expires_at, rate_limit, remaining_uses, owner_email)
     return key, secret_hash, previous_secret_expires_at, revoked_at, disabled, suspended_until, owner_active
+
+
+def cached_for(core: KeyCore, cache: LookupCache, token: str, prefix: str) -> tuple[str, Any | None]:
+    """The token's digest and what `cache` holds for it. A token the cache holds passed the format check when it was
+    read, and the same text has the same digest: a hit needs no second check. A token that cannot be well formed
+    (another length, not ASCII) is not even hashed: ("", None), and its format check refuses it."""
+    if len(token) != tokens.key_length(prefix) or not token.isascii():
+        return "", None
+    digest = tokens.digest(core.settings.pepper, token)
+    return digest, cache.get(digest)
 
 
 def cached_lookup(core: KeyCore, cache: LookupCache, statement: sa.Select, digest: str,

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.keys import tokens
 from app.keys.core import KeyCore, settings
 from app.keys.models import VERIFIER_NAME_LENGTH, Verifier
-from app.keys.verification import cached_lookup
+from app.keys.verification import cached_for, cached_lookup
 
 VERIFIER_MARK = "v"  # after KEY_PREFIX: kf -> kfv_...
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -113,10 +113,16 @@ _LOOKUP = select(_VERIFIERS.c.id, _VERIFIERS.c.name, _VERIFIERS.c.revoked_at).wh
 def authenticate(token: str | None) -> VerifierIdentity | None:
     """The active verifier this credential belongs to, or None. A malformed one costs no query; a known one is read
     through the worker's lookup cache, like a key (a revoke reaches every worker before it answers)."""
-    core = KeyCore.current()
-    if token is None or tokens.parse(token, core.settings.prefix + VERIFIER_MARK) is None:
+    if token is None:
         return None
-    return cached_lookup(core, core.verifier_cache, _LOOKUP, tokens.digest(core.settings.pepper, token), _identity)
+    core = KeyCore.current()
+    credential_prefix = core.settings.prefix + VERIFIER_MARK
+    digest, found = cached_for(core, core.verifier_cache, token, credential_prefix)
+    if found is not None:
+        return found
+    if tokens.parse(token, credential_prefix) is None:
+        return None
+    return cached_lookup(core, core.verifier_cache, _LOOKUP, digest, _identity)
 
 
 def _identity(row) -> VerifierIdentity | None:
