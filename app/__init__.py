@@ -68,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     store = _init_counters(app)
     _init_accounts(app, store)
     _init_keys(app, store)
+    _init_mail(app)
     from app.csrf import init_csrf
 
     init_csrf(app)
@@ -90,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     from app import admin, api, auth, dashboard, health
     from app.accounts.cli import users_cli
     from app.keys.cli import keys_cli, verifiers_cli
+    from app.mail.cli import mail_cli
     from app.proxy_auth.routes import bp as proxy_auth_bp
 
     app.register_blueprint(health.bp)
@@ -101,6 +103,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Keyfob:
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(verifiers_cli)
+    app.cli.add_command(mail_cli)
     return app
 
 
@@ -121,6 +124,7 @@ def _init_database(app: Flask) -> None:
     import app.accounts.models  # noqa: F401
     import app.audit.models  # noqa: F401
     import app.keys.models  # noqa: F401
+    import app.mail.models  # noqa: F401
 
 
 def _init_counters(app: Flask):
@@ -200,3 +204,9 @@ def _init_keys(app: Flask, store) -> None:
         verifier_cache=LookupCache(changes, max_age, size),
         listener=listener,
     ).install(app)
+
+
+def _init_mail(app: Flask) -> None:
+    from app.mail.core import MailCore
+
+    MailCore.from_app(app).install(app)

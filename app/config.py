@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import limits
 from dotenv import dotenv_values
@@ -51,6 +52,7 @@ class Setting:
     default: str | None
     parse: Callable[[Any], Any]
     help: str
+    secret: bool = False  # its value is never echoed in an error
 
 
 def _whole(low: int, high: int) -> Callable[[Any], int]:
@@ -143,6 +145,32 @@ def _scope_catalogue(value: Any) -> dict[str, str]:
     return parse_catalogue(value)
 
 
+def _mail_url(value: Any):
+    from app.mail.transport import parse_mail_url
+
+    return parse_mail_url(value)
+
+
+def _mail_address(value: Any) -> str:
+    from app.mail.transport import parse_address
+
+    return parse_address(value)
+
+
+def _public_base_url(value: Any) -> str:
+    """An http(s) origin, optionally with a path prefix: what links in mail start with (no trailing slash)."""
+    text = str(value).strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise ValueError("is not a URL such as https://keys.example.com") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password or any(ord(c) < 33 or c in "<>\"'\\" for c in text):
+        raise ValueError("must be an http(s) URL such as https://keys.example.com, with no user, query or fragment")
+    return text.rstrip("/")
+
+
 def _scope_list(value: Any) -> tuple[str, ...]:
     return tuple(sorted(set(str(value).split())))
 
@@ -221,6 +249,17 @@ SETTINGS: tuple[Setting, ...] = (
             "How many keys (and, apart, verifier credentials) each worker keeps at most."),
     Setting("USAGE_FLUSH_SECONDS", "1", _seconds,
             "How often each process writes its buffered usage counts to the database."),
+    Setting("MAIL_URL", None, _mail_url,
+            "The SMTP server: `smtp://user:password@host:587?starttls=true` (STARTTLS), "
+            "`smtps://user:password@host:465` (TLS from the start) or `smtp://host:25`. Unset: no mail in "
+            "production; in development mail goes to the log and to `.eml` files in `instance/mailbox/`.", secret=True),
+    Setting("MAIL_FROM", None, _mail_address, "The From address of Keyfob's mail. Required with `MAIL_URL`."),
+    Setting("PUBLIC_BASE_URL", None, _public_base_url,
+            "Where people reach Keyfob, such as `https://keys.example.com`: links in mail start with it. Required "
+            "with `MAIL_URL`; in development `http://127.0.0.1:5000`."),
+    Setting("MAIL_SEND_SECONDS", "10", _seconds,
+            "How often each process's sender looks for mail that is due (once it has queued some); "
+            "`flask mail send` sends what is due at once."),
 )
 
 
@@ -251,7 +290,8 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
         try:
             values[setting.name] = setting.parse(value)
         except ValueError as error:
-            raise ConfigError(f"{setting.name}={value!r} {error}") from None
+            shown = setting.name if setting.secret else f"{setting.name}={value!r}"
+            raise ConfigError(f"{shown} {error}") from None
 
     env = values["KEYFOB_ENV"]
     instance = Path(values["KEYFOB_INSTANCE_PATH"] or ROOT / "instance")
@@ -268,6 +308,11 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
     unknown = set(values["SERVICE_API_KEY_SCOPES"]) - set(values["API_SCOPES"])
     if unknown:
         raise ConfigError(f"SERVICE_API_KEY_SCOPES names unknown scopes: {', '.join(sorted(unknown))}")
+
+    if values["MAIL_URL"] is not None:
+        for needed in ("MAIL_FROM", "PUBLIC_BASE_URL"):
+            if values[needed] is None:
+                raise ConfigError(f"{needed} is required when MAIL_URL is set")
 
     values["FORWARD_AUTH_RULES"] = _forward_auth_rules(values["FORWARD_AUTH_RULES"], values["API_SCOPES"])
 

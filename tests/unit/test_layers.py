@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ("keys", "accounts", "audit")
+CORE = ("keys", "accounts", "audit", "mail")
 # What a web request is made of: the core is given values, never these.
 REQUEST_NAMES = {("flask", "request"), ("flask", "g"), ("flask", "session"), ("flask_login", "current_user")}
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
