@@ -91,7 +91,9 @@ class Sender:
         while True:
             done = self._send_batch(now or utcnow())
             total.sent, total.failed = total.sent + done.sent, total.failed + done.failed
-            if done.sent + done.failed < BATCH or done.failed:
+            # Another sender may have claimed part of a batch: only an empty one says nothing is left. A failure
+            # says the server is unwell: the rest waits for the next round.
+            if not done.sent or done.failed:
                 return total
 
     def _send_batch(self, now: datetime) -> Round:
