@@ -36,6 +36,14 @@ def post_fork(server, worker):
             engine.dispose(close=False)
 
 
+def post_worker_init(worker):
+    """Start the worker's mail sender with the worker, so that mail waiting in the outbox (queued before a restart,
+    or by another process) goes out without waiting for this worker to queue some of its own."""
+    mail = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("keyfob.mail")
+    if mail is not None and mail.sender is not None:
+        mail.sender.start()
+
+
 def worker_exit(server, worker):
     """Write the worker's buffered usage counts before it goes (graceful stop, restart, max-requests)."""
     usage = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("keyfob.usage")

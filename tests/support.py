@@ -22,6 +22,7 @@ from app.accounts.core import AccountsCore
 from app.config import SETTINGS
 from app.extensions import db
 from app.keys.core import KeyCore
+from app.mail.core import MailCore
 from tests.pg_databases import PostgresDatabases
 
 # OWASP's minimum Argon2id cost keeps the suite quick while staying a real, valid configuration.
@@ -44,6 +45,7 @@ def _build_template(url: str) -> None:
             db.session.remove()
             db.engine.dispose()
         KeyCore.of(app).close()
+        MailCore.of(app).close()
     finally:
         shutil.rmtree(instance, ignore_errors=True)
 
@@ -127,8 +129,9 @@ QUIET = {"USAGE_FLUSH_SECONDS": "3600"}
 
 
 def close_app(app) -> None:
-    """Stop the app's usage flusher and let go of its database connections."""
+    """Stop the app's usage flusher, its change listener and mail sender, and let go of its database connections."""
     KeyCore.of(app).close()
+    MailCore.of(app).close()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
