@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from app.accounts import service as accounts
 from app.audit.service import Actor
 from app.database import utcnow
-from app.keys import policy, queries, service, verifiers
+from app.keys import policy, queries, reminders, service, verifiers
 from app.keys.core import settings
 from app.keys.policy import KeyInputError
 
@@ -192,3 +192,11 @@ def revoke_verifier(name) -> None:
     except verifiers.VerifierError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"revoked verifier {name}")
+
+
+@keys_cli.command("remind")
+def remind() -> None:
+    """Queue the expiry reminders that are due (30, 7 and 1 days before, and at expiry). Safe to run every minute,
+    on any number of hosts at once: each reminder is sent once."""
+    queued = reminders.send_due_reminders(utcnow())
+    click.echo(f"queued {queued} expiry reminders")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.accounts.models import User
@@ -128,6 +128,22 @@ class KeyRecentRequest(db.Model):
 
 
 RECENT_REQUESTS_KEPT = 20
+
+
+class KeyReminder(db.Model):
+    """An expiry reminder sent to a key's owner: one per key, threshold and expiry date, so a renewed key (a new
+    expires_at) gets its reminders again and no other run ever sends the same one twice."""
+
+    __tablename__ = "key_reminders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    threshold: Mapped[str] = mapped_column(String(16))  # "30d", "7d", "1d" or "expired"
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("key_id", "threshold", "expires_at",
+                                       name="uq_key_reminders_key_id_threshold_expires_at"),)
 VERIFIER_NAME_LENGTH = 64
 
 
