@@ -74,7 +74,7 @@ def _record(reminder: DueReminder, now: datetime) -> bool:
     insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
     statement = insert(KeyReminder).values(key_id=reminder.key_id, threshold=reminder.threshold,
                                            expires_at=reminder.expires_at, sent_at=now).on_conflict_do_nothing()
-    return db.session.execute(statement).rowcount == 1
+    return db.session.execute(statement.returning(KeyReminder.id)).scalar() is not None
 
 
 def _when(value: datetime | None) -> str:
