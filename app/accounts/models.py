@@ -31,6 +31,18 @@ class User(UserMixin, db.Model):
     session_nonce: Mapped[str] = mapped_column(String(32), default=new_session_nonce)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # None until the owner follows the link mailed at sign-up (when EMAIL_CONFIRMATION is on): until then the
+    # account cannot create keys. Accounts made by an admin or the CLI, or before confirmation existed, are set.
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Signed into the one password-reset link that may work now; a newer link or a use replaces it (None: none).
+    reset_nonce: Mapped[str | None] = mapped_column(String(32))
+    # Signed into the secret URL of the expiry calendar feed; resetting the URL replaces it (None: no feed yet).
+    calendar_nonce: Mapped[str | None] = mapped_column(String(32))
+    # Which mails the owner wants (the account page's notification settings); each mail links to its switch.
+    notify_expiry: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_suspension: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_new_network: Mapped[bool] = mapped_column(default=True, server_default=true())
+    notify_admin_action: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_nonce}"

@@ -47,15 +47,18 @@ def find_user(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
 
 
-def create_user(email: str, password: str, *, is_admin: bool = False) -> User:
-    """Create an account, or raise AccountError naming the field at fault. Commits."""
+def create_user(email: str, password: str, *, is_admin: bool = False, confirmed: bool = True) -> User:
+    """Create an account, or raise AccountError naming the field at fault. Commits. An unconfirmed account
+    (`confirmed=False`: sign-up with EMAIL_CONFIRMATION on) cannot create keys until its owner follows the mail's
+    link."""
     email = normalise_email(email)
     problem = password_problem(password, email)
     if problem:
         raise AccountError("password", problem)
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise AccountError("email", "An account with this email address already exists.")
-    user = User(email=email, password_hash=hasher().hash(password), is_admin=is_admin)
+    user = User(email=email, password_hash=hasher().hash(password), is_admin=is_admin,
+                email_confirmed_at=utcnow() if confirmed else None)
     db.session.add(user)
     db.session.commit()
     return user

@@ -144,6 +144,21 @@ class KeyReminder(db.Model):
 
     __table_args__ = (UniqueConstraint("key_id", "threshold", "expires_at",
                                        name="uq_key_reminders_key_id_threshold_expires_at"),)
+class KeyNetwork(db.Model):
+    """An IP network (an IPv4 /24 or an IPv6 /64) a key has been used from, so that the owner can be told about the
+    first use from a new one; alerted_at is when that mail went out (at most one per key per hour)."""
+
+    __tablename__ = "key_networks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    network: Mapped[str] = mapped_column(String(43))  # "203.0.113.0/24", "2001:db8:1:2::/64"
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("key_id", "network", name="uq_key_networks_key_id_network"),)
+
+
 VERIFIER_NAME_LENGTH = 64
 
 
