@@ -18,7 +18,6 @@ seen within VERIFY_CACHE_SECONDS.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 
@@ -29,6 +28,7 @@ from sqlalchemy.sql.elements import TextClause
 from app.accounts.models import User
 from app.keys.lookup_cache import Generation
 from app.keys.models import ApiKey, Verifier
+from app.process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ class ChangeListener:
     def __init__(self, connect_args: tuple[list, dict], bump) -> None:
         self._connect_args = connect_args
         self._bump = bump
-        self._pid: int | None = None
-        self._stop = threading.Event()
+        self._thread = ProcessThread(LISTENER_NAME, self._run)
         self.connected = threading.Event()
 
     @classmethod
@@ -128,15 +127,11 @@ class ChangeListener:
         return cls((list(args), {**params, **connect_args}), bump)
 
     def ensure_started(self) -> None:
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        self._stop.clear()
-        threading.Thread(target=self._run, name=LISTENER_NAME, daemon=True).start()
+        self._thread.ensure_started()
 
     def stop(self) -> None:
         """Ask the thread to end; it does within a second, after its current wait (nobody waits for it)."""
-        self._stop.set()
+        self._thread.stop()
 
     def _connect(self):
         import psycopg
@@ -144,32 +139,32 @@ class ChangeListener:
         args, params = self._connect_args
         return psycopg.connect(*args, **params, autocommit=True, application_name=LISTENER_NAME)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         attempt = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 with self._connect() as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     # Whatever changed while no connection listened was not heard: read everything afresh.
-                    self._heard()
+                    self._heard(stop)
                     self.connected.set()
                     attempt = 0
-                    while not self._stop.is_set():
+                    while not stop.is_set():
                         for _ in connection.notifies(timeout=1.0):
-                            self._heard()
+                            self._heard(stop)
             except Exception as error:  # any failure: the database restarted, the connection was killed, ...
                 self.connected.clear()
-                if self._stop.is_set():
+                if stop.is_set():
                     return
-                self._heard()
+                self._heard(stop)
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 log.warning("keyfob: lost the key-change notifications (%s); reconnecting in %.1f s",
                             type(error).__name__, delay)
-                self._stop.wait(delay)
+                stop.wait(delay)
 
-    def _heard(self) -> None:
+    def _heard(self, stop: threading.Event) -> None:
         try:
             self._bump()
         except ValueError:  # the app has closed and let go of its generation's map: nobody is left to tell
-            self._stop.set()
+            stop.set()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from app.keys.models import (
     KeyVerifierUsage,
     Verifier,
 )
+from app.process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 10_000
@@ -88,8 +88,7 @@ class UsageBuffer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending = Pending()
-        self._thread_pid: int | None = None
-        self._stop = threading.Event()
+        self._thread = ProcessThread("keyfob-usage-flush", self._run)
         atexit.register(self._flush_at_exit)
 
     # -- recording (hot path) ------------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ class UsageBuffer:
             self._pending.daily[(key_id, at.date())][0] += 1
             if verifier_id is not None:
                 self._pending.count_check(key_id, verifier_id, at, valid=True)
-        self._ensure_thread()
+        self._thread.ensure_started()
 
     def record_request(self, key_id: int, verifier_id: int, at: datetime, method: str, path: str,
                        outcome: str) -> None:
@@ -111,7 +110,7 @@ class UsageBuffer:
         with self._lock:
             self._pending.recent[key_id].append({"key_id": key_id, "verifier_id": verifier_id, "at": at,
                                                  "method": method[:16], "path": path[:500], "outcome": outcome})
-        self._ensure_thread()
+        self._thread.ensure_started()
 
     def record_failure(self, event: dict, key_id: int | None, at: datetime) -> None:
         """A refused check, audited with `event` (whose verifier_id says which service asked, if one did)."""
@@ -124,21 +123,10 @@ class UsageBuffer:
                 self._pending.events.append({**event, "created_at": at})
             else:
                 self._pending.dropped_events += 1
-        self._ensure_thread()
+        self._thread.ensure_started()
 
-    def _ensure_thread(self) -> None:
-        # Threads do not survive fork: each gunicorn worker starts its own flusher on first use.
-        if self._thread_pid == os.getpid():
-            return
-        with self._lock:
-            if self._thread_pid == os.getpid():
-                return
-            self._thread_pid = os.getpid()
-            self._stop = threading.Event()
-            threading.Thread(target=self._run, name="keyfob-usage-flush", daemon=True).start()
-
-    def _run(self) -> None:
-        stop, outage = self._stop, False
+    def _run(self, stop: threading.Event) -> None:
+        outage = False
         while not stop.wait(self._interval):
             try:
                 self.flush()
@@ -167,7 +155,7 @@ class UsageBuffer:
             return sum(use.count for use in self._pending.uses.values())
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop()
         self.flush()
 
     # -- flushing ------------------------------------------------------------------------------------------------

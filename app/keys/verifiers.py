@@ -17,7 +17,7 @@ from app.audit.service import Actor
 from app.database import MAX_ID, commit, utcnow
 from app.extensions import db
 from app.keys import tokens
-from app.keys.core import KeyCore, settings
+from app.keys.core import KeyCore, KeySettings, settings
 from app.keys.models import VERIFIER_NAME_LENGTH, Verifier
 from app.keys.verification import cached_for, cached_lookup
 
@@ -34,9 +34,9 @@ class VerifierError(ValueError):
         self.field, self.message = field, message
 
 
-def prefix() -> str:
+def credential_prefix(key_settings: KeySettings) -> str:
     """Verifier credentials start `<KEY_PREFIX>v_`: recognisable, and never parsed as a key of this deployment."""
-    return settings().prefix + VERIFIER_MARK
+    return key_settings.prefix + VERIFIER_MARK
 
 
 
@@ -53,9 +53,10 @@ def _clean_name(name: str | None) -> str:
 
 
 def _new_secret(verifier: Verifier) -> str:
-    token = tokens.generate(prefix())
-    verifier.secret_hash = tokens.digest(settings().pepper, token)
-    verifier.display_start = tokens.parse(token, prefix()).display_start
+    key_settings = settings()
+    token = tokens.generate(credential_prefix(key_settings))
+    verifier.secret_hash = tokens.digest(key_settings.pepper, token)
+    verifier.display_start = tokens.parse(token, credential_prefix(key_settings)).display_start
     return token
 
 
@@ -116,11 +117,11 @@ def authenticate(token: str | None) -> VerifierIdentity | None:
     if token is None:
         return None
     core = KeyCore.current()
-    credential_prefix = core.settings.prefix + VERIFIER_MARK
-    digest, found = cached_for(core, core.verifier_cache, token, credential_prefix)
+    prefix = credential_prefix(core.settings)
+    digest, found = cached_for(core, core.verifier_cache, token, prefix)
     if found is not None:
         return found
-    if tokens.parse(token, credential_prefix) is None:
+    if tokens.parse(token, prefix) is None:
         return None
     return cached_lookup(core, core.verifier_cache, _LOOKUP, digest, _identity)
 

@@ -10,7 +10,6 @@ and sets the next one with exponential backoff. Nothing is ever deleted here: a 
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import threading
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.database import utcnow
 from app.mail.models import OutboxMessage
+from app.process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
 BATCH = 20
@@ -59,26 +59,16 @@ class Round:
 class Sender:
     def __init__(self, app, transport, interval: float) -> None:
         self._app, self.transport, self._interval = app, transport, interval
-        self._lock = threading.Lock()
-        self._thread_pid: int | None = None
-        self._stop = threading.Event()
+        self._thread = ProcessThread("keyfob-mail-sender", self._run)
 
     def start(self) -> None:
-        """Make sure this process has its sender thread (threads do not survive fork: each worker starts its own)."""
-        if self._thread_pid == os.getpid():
-            return
-        with self._lock:
-            if self._thread_pid == os.getpid():
-                return
-            self._thread_pid = os.getpid()
-            self._stop = threading.Event()
-            threading.Thread(target=self._run, name="keyfob-mail-sender", daemon=True).start()
+        """Make sure this process has its sender thread."""
+        self._thread.ensure_started()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop()
 
-    def _run(self) -> None:
-        stop = self._stop
+    def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self._interval):
             try:
                 self.send_due()
