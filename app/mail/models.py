@@ -27,6 +27,9 @@ class OutboxMessage(db.Model):
     # A sender owns the message until then; past it (the sender died), another may take it.
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when the sender gave up: the server refused the message for good (a 5xx), or it could not be sent for
+    # GIVE_UP_AFTER. It stays in the outbox, with last_error, for `flask mail list` and `flask mail retry`.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(500))
 
     # What a sender looks for: not sent yet, due.
@@ -35,4 +38,6 @@ class OutboxMessage(db.Model):
     def status(self) -> str:
         if self.sent_at is not None:
             return "sent"
+        if self.failed_at is not None:
+            return "failed"
         return "retrying" if self.attempts else "queued"

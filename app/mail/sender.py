@@ -4,7 +4,9 @@ message), and `flask mail send` does one round for cron.
 Several senders (threads, processes, hosts) may run at once: a sender first claims a batch, atomically, by setting
 its claimed_until; the others skip what is claimed (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: an UPDATE that
 only succeeds on an unclaimed row). A message is marked sent after the server took it; a failure counts the attempt
-and sets the next one with exponential backoff. Nothing is ever deleted here: a message is sent, or waits.
+and sets the next one with exponential backoff. A message the server refuses for good (a 5xx reply: no such
+mailbox, rejected content) or that could not be sent for GIVE_UP_AFTER is marked failed rather than retried
+forever. Nothing is ever deleted here: a message is sent, failed (and kept, with its error), or waits.
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ BATCH = 20
 CLAIM = timedelta(minutes=15)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=6)
+# How long temporary failures are retried before the message is given up (RFC 5321 4.5.4.1: "at least 4-5 days"),
+# counted in attempts (the backoff's waits add up to it) so that time the sender did not run is not held against it.
+GIVE_UP_AFTER = timedelta(days=5)
 
 
 def backoff(attempts: int) -> timedelta:
     """How long to wait after the attempts-th failure: 1, 2, 4, ... minutes, at most 6 hours."""
     return min(FIRST_RETRY * 2 ** min(attempts - 1, 20), LONGEST_RETRY)
+
+
+GIVE_UP_ATTEMPTS = next(n for n in range(1, 1000)
+                        if sum((backoff(a) for a in range(1, n)), timedelta()) >= GIVE_UP_AFTER)  # 29
 
 
 def describe(error: BaseException) -> str:
@@ -48,6 +57,23 @@ def describe(error: BaseException) -> str:
     else:
         detail = str(error)
     return f"{error.__class__.__name__}: {' '.join(detail.split())}"[:500]
+
+
+def connection_lost(error: BaseException) -> bool:
+    """The connection is gone, so the rest of the batch cannot go through it either. (Every SMTPException is an
+    OSError too: a refusal of one message leaves the connection usable.)"""
+    return isinstance(error, smtplib.SMTPServerDisconnected) or (
+        isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException))
+
+
+def is_permanent(error: BaseException) -> bool:
+    """The server refused this message for good: a 5xx for its recipient or its content, so sending it again
+    would fail again. A 4xx or a lost connection is worth another try, and so is a refusal that says more about
+    the settings than the message (of the login, the connection or the From address: every message would get it,
+    and mending MAIL_URL or MAIL_FROM should send them all)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return bool(error.recipients) and all(code >= 500 for code, _ in error.recipients.values())
+    return isinstance(error, smtplib.SMTPDataError) and 500 <= error.smtp_code < 600
 
 
 @dataclass
@@ -115,7 +141,7 @@ class Sender:
                         done.failed += 1
                         log.warning("mail: message %d to %s not sent (%s); it waits for the next try", message.id,
                                     message.recipient, describe(error))
-                        if isinstance(error, smtplib.SMTPServerDisconnected | OSError):
+                        if connection_lost(error):
                             for rest in messages[messages.index(message) + 1:]:
                                 self._failed(rest, error, now)
                                 done.failed += 1
@@ -135,6 +161,11 @@ class Sender:
     @staticmethod
     def _failed(message: OutboxMessage, error: BaseException, now: datetime) -> None:
         attempts = message.attempts + 1
+        if is_permanent(error) or attempts >= GIVE_UP_ATTEMPTS:
+            log.error("mail: gave up message %d to %s after %d attempts (%s)", message.id, message.recipient,
+                      attempts, describe(error))
+            _finish(message.id, claimed_until=None, attempts=attempts, failed_at=now, last_error=describe(error))
+            return
         _finish(message.id, claimed_until=None, attempts=attempts, next_attempt_at=now + backoff(attempts),
                 last_error=describe(error))
 
@@ -154,8 +185,9 @@ def _finish(message_id: int, **values) -> None:
 def claim(engine, now: datetime, limit: int) -> list[int]:
     """Claim up to `limit` due messages for this sender, atomically: no other sender gets any of them."""
     unclaimed = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
-    due = (select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now,
-                                          unclaimed).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    due = (select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None),
+                                          OutboxMessage.next_attempt_at <= now, unclaimed)
+           .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
            .limit(limit))
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
@@ -172,7 +204,8 @@ def claim(engine, now: datetime, limit: int) -> list[int]:
     for message_id in candidates:
         with engine.begin() as connection:
             result = connection.execute(update(OutboxMessage).where(OutboxMessage.id == message_id,
-                                                                    OutboxMessage.sent_at.is_(None), unclaimed)
+                                                                    OutboxMessage.sent_at.is_(None),
+                                                                    OutboxMessage.failed_at.is_(None), unclaimed)
                                         .values(claimed_until=now + CLAIM))
         if result.rowcount == 1:
             claimed.append(message_id)

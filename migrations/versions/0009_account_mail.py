@@ -1,5 +1,5 @@
-"""Account mail: notification switches, address confirmation, password-reset and calendar-feed nonces, and the
-networks each key was used from
+"""Account mail: notification switches, address confirmation, password-reset and calendar-feed nonces, the
+networks each key was used from, and outbox messages given up on
 
 Revision ID: 0009
 Revises: 0008
@@ -26,6 +26,8 @@ def upgrade():
             batch_op.add_column(sa.Column(switch, sa.Boolean(), server_default=sa.true(), nullable=False))
     # Accounts made before confirmation existed count as confirmed: nobody loses the right to create keys.
     op.execute("UPDATE users SET email_confirmed_at = created_at")
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('failed_at', sa.DateTime(timezone=True), nullable=True))
     op.create_table('key_networks',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key_id', sa.Integer(), nullable=False),
@@ -41,6 +43,8 @@ def upgrade():
 
 def downgrade():
     op.drop_table('key_networks')
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.drop_column('failed_at')
     with op.batch_alter_table('users', schema=None) as batch_op:
         for column in ('notify_admin_action', 'notify_new_network', 'notify_suspension', 'notify_expiry',
                        'calendar_nonce', 'reset_nonce', 'email_confirmed_at'):

@@ -15,8 +15,19 @@ class Recorder:
 
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
+        # Replies to give instead of accepting: per recipient address at RCPT, and to every DATA.
+        self.refuse_recipients: dict[str, str] = {}
+        self.data_reply: str | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's name)
+        if address in self.refuse_recipients:
+            return self.refuse_recipients[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        if self.data_reply is not None:
+            return self.data_reply
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 OK"
 
