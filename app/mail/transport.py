@@ -129,12 +129,16 @@ class MailboxTransport:
 
     def send(self, sender: str, recipient: str, raw: bytes) -> None:
         headers = BytesHeaderParser().parsebytes(raw)
-        number = len(list(self.folder.glob("*.eml"))) + 1
-        path = self.folder / f"{number:05d}-{Address(addr_spec=recipient).username}.eml"
-        while path.exists():
+        number = len(list(self.folder.glob("*.eml")))
+        while True:  # "x": create or fail, so two processes writing at once never share a file
             number += 1
             path = self.folder / f"{number:05d}-{Address(addr_spec=recipient).username}.eml"
-        path.write_bytes(raw)
+            try:
+                with path.open("xb") as file:
+                    file.write(raw)
+            except FileExistsError:
+                continue
+            break
         log.warning("development mailbox: mail to %s, %r: %s", recipient, headers["Subject"], path)
 
     def close(self) -> None:

@@ -38,11 +38,13 @@ class Recorder:
 class SmtpServer:
     """An SMTP server on a fixed loopback port that a test can stop and start again."""
 
-    def __init__(self) -> None:
+    def __init__(self, **controller_options) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.recorder = Recorder()
+        # aiosmtpd's Controller options: tls_context (STARTTLS), ssl_context (TLS from the start), authenticator, ...
+        self._options = controller_options
         self._controller: Controller | None = None
 
     @property
@@ -50,7 +52,7 @@ class SmtpServer:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **self._options)
         self._controller.start()
 
     def stop(self) -> None:

@@ -62,3 +62,21 @@ def test_flask_mail_list_and_send(apps):
     assert sent.exit_code == 0 and "sent 1" in sent.output
     assert "0 waiting" in cli.invoke(args=["mail", "list"]).output
     assert "sent" in cli.invoke(args=["mail", "list", "--all"]).output
+
+
+def test_mailbox_writers_at_once_never_share_a_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.mail.transport import MailboxTransport
+
+    # Each writer counts the files before any has written: all start from the same number.
+    transports = [MailboxTransport(tmp_path / "mailbox") for _ in range(8)]
+    for transport in transports:
+        transport.open()
+    raws = [f"Subject: mail {n}\r\n\r\nbody {n}\r\n".encode() for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda transport, raw: transport.send("k@example.com", "ada@example.com", raw), transports, raws))
+
+    files = sorted((tmp_path / "mailbox").glob("*.eml"))
+    assert len(files) == 8
+    assert sorted(path.read_bytes() for path in files) == sorted(raws)
