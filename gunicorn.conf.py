@@ -4,12 +4,31 @@ import os
 import tempfile
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
 bind = os.environ.get("KEYFOB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 graceful_timeout = 30
 accesslog = "-"
-# Never log query strings: a client that wrongly puts a key in a URL must not have it written to disk.
+# Never log query strings: a client that wrongly puts a key in a URL must not have it written to disk. The path is
+# written by AccessLogger below, without the token of a calendar feed's secret URL.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, writing each request's path as Keyfob's own logs do (app/log_redaction.py)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        # Imported here, in the worker that serves the app: this file is read before gunicorn puts the working
+        # folder on sys.path.
+        from app.log_redaction import logged_path
+
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = logged_path(atoms["U"])
+        return atoms
+
+
+logger_class = AccessLogger
 
 
 # Prometheus multiprocess mode: each worker writes its metric samples into this folder and a scrape of /metrics

@@ -20,6 +20,7 @@ from app.counters import StoreUnavailable
 from app.database import is_outage, roll_back
 from app.extensions import db, login_manager
 from app.keys.queries import KeyNotFound
+from app.log_redaction import logged_path
 from app.request_body import BodyError
 
 RETRY_AFTER_SECONDS = 5
@@ -94,7 +95,8 @@ def describe(error: BaseException) -> str:
 def log_unexpected(app: Flask, what: str, error: BaseException | None = None) -> None:
     """Log an unexpected exception once, in one line with the request it broke (not 13 KB of traceback)."""
     error = error or sys.exc_info()[1]
-    app.logger.error("%s: %s %s: %s", what, request.method, request.path, describe(error) if error else "")
+    app.logger.error("%s: %s %s: %s", what, request.method, logged_path(request.path),
+                     describe(error) if error else "")
 
 
 def init_error_handlers(app: Flask) -> None:

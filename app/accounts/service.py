@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 
+from app.accounts import signed_links
 from app.accounts.core import accounts_core
 from app.accounts.models import User, new_session_nonce
 from app.accounts.passwords import PasswordHasher, password_problem
 from app.audit import service as audit
-from app.database import utcnow
+from app.database import MAX_ID, utcnow
 from app.extensions import db
 
 
@@ -130,3 +134,45 @@ def list_users() -> list[User]:
 
 def count_users() -> int:
     return db.session.scalar(select(func.count(User.id))) or 0
+
+
+# -- the expiry calendar's secret URL ------------------------------------------------------------------------------
+
+CALENDAR_LINK = "calendar"  # the signed_links purpose of the feed's token
+
+
+def calendar_url_token(user: User) -> str | None:
+    """The token of the user's expiry calendar URL (/calendar/<token>.ics), or None before they made one. It holds
+    the user's id and calendar_nonce, signed; it never expires: it works until the user resets it."""
+    if user.calendar_nonce is None:
+        return None
+    return signed_links.sign(CALENDAR_LINK, [user.id, user.calendar_nonce])
+
+
+def user_for_calendar_token(token: str) -> User | None:
+    """The active user whose current calendar URL holds this token, or None for any other token: malformed, forged,
+    signed for another purpose, replaced by a reset, or of a deactivated user (all alike to the caller)."""
+    try:
+        payload = signed_links.load(CALENDAR_LINK, token)
+    except signed_links.LinkError:
+        return None
+    if not (isinstance(payload, list) and len(payload) == 2 and type(payload[0]) is int
+            and 0 < payload[0] <= MAX_ID and isinstance(payload[1], str)):
+        return None
+    user = db.session.get(User, payload[0])
+    if user is None or not user.is_active or user.calendar_nonce is None:
+        return None
+    return user if hmac.compare_digest(user.calendar_nonce.encode(), payload[1].encode()) else None
+
+
+def reset_calendar_link(user: User, *, actor) -> str:
+    """Give the user a new calendar URL, which ends the old one at once (its nonce is gone), audited; returns the
+    new token. Commits."""
+    created = user.calendar_nonce is None
+    user.calendar_nonce = secrets.token_urlsafe(16)
+    audit.record("user.calendar_link_created" if created else "user.calendar_link_reset", actor,
+                 detail=f"user:{user.id} {user.email}")
+    db.session.commit()
+    token = calendar_url_token(user)
+    assert token is not None  # the nonce was just set
+    return token

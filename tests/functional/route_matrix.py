@@ -10,6 +10,7 @@ expects:
 - API_KEY: an `Authorization: Bearer` key; no cookie is read, so no CSRF token and no cross-site check.
 - METRICS: an admin's session, or the METRICS_TOKEN for Prometheus.
 - VERIFIER: a verifier credential (a service, or a reverse proxy in X-Keyfob-Verifier), checking a key it was sent.
+- CALENDAR: the token in a secret calendar URL, which calendar apps fetch with no cookie (any other token: 404).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from app import create_app
 from app.accounts import service as accounts
+from app.accounts.models import User
 from app.assets import HTMX
 from app.audit.models import Alert
 from app.audit.service import Actor
@@ -32,6 +34,7 @@ from tests.support import PASSWORD, QUIET, AuthActions, app_config, close_app, c
 
 PUBLIC, SIGNED_IN, ADMIN, API_KEY, METRICS = "public", "signed in", "admin", "API key", "admin or metrics token"
 VERIFIER = "verifier credential"  # a service or a reverse proxy checking a key: no cookie, no API key
+CALENDAR = "calendar link"  # the token in the URL is the credential: no cookie, no key
 COOKIE_FACES = (PUBLIC, SIGNED_IN, ADMIN, METRICS)
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -46,6 +49,8 @@ FACES = {
     "auth.logout": PUBLIC,  # anyone may post it; it ends the session there is, if any
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
+    "auth.reset_calendar_link": SIGNED_IN,
+    "auth.calendar_feed": CALENDAR,
     "dashboard.index": SIGNED_IN,
     "dashboard.create": SIGNED_IN,
     "dashboard.detail": SIGNED_IN,
@@ -94,7 +99,8 @@ FILES = {"static", "favicon"}
 # Routes that name a key in the body rather than the path.
 KEY_ID_IN_BODY = {"api.revoke_key_by_body"}
 # Values for path arguments that are not database ids.
-FIXED_ARGUMENTS = {"filename": "css/app.css", "sub_path": "invoices/1"}
+# A calendar link's token is one only World.ids() gives; anywhere else the route gets one that opens nothing.
+FIXED_ARGUMENTS = {"filename": "css/app.css", "sub_path": "invoices/1", "token": "not-a-calendar-link"}
 ARGUMENT = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 
 
@@ -221,6 +227,7 @@ class World:
     verifier: int = 0
     verifier_credential: str = ""
     clients: dict = field(default_factory=dict)
+    calendar_tokens: dict = field(default_factory=dict)  # each person's calendar link token, by "admin" and so on
 
     def client(self, who: str):
         """A signed-in test client for "admin" or "attacker"; "anonymous" is a new client with a session (and so a
@@ -232,9 +239,10 @@ class World:
         return self.clients[who]
 
     def ids(self, route: Route, *, whose: str) -> dict:
-        """Path values: the key, alert and user a request from `whose` side would name."""
+        """Path values: the key, alert, user and calendar link a request from `whose` side would name."""
         key = {"victim": self.victim_key, "attacker": self.attacker_key, "admin": self.admin_key}[whose]
-        return {"key_id": key, "alert_id": self.alert, "user_id": self.victim, "verifier_id": self.verifier}
+        return {"key_id": key, "alert_id": self.alert, "user_id": self.victim, "verifier_id": self.verifier,
+                "token": self.calendar_tokens[whose]}
 
     def headers_for(self, route: Route, who: str) -> dict:
         """An API key's Authorization for the API; for the verification routes the service's credential (forward
@@ -281,8 +289,11 @@ def build_world(folder) -> World:
         db.session.commit()
         alert_id = alert.id
         verifier, credential = verifiers.create("billing-service", actor=Actor.cli())
+        calendar_tokens = {who: accounts.reset_calendar_link(db.session.get(User, user_id), actor=Actor.cli())
+                           for who, user_id in (("admin", admin), ("attacker", attacker), ("victim", victim))}
     world = World(app, admin, attacker, victim, admin_key, admin_token, attacker_key, attacker_token,
-                  attacker_child, victim_key, victim_token, alert_id, verifier.id, credential)
+                  attacker_child, victim_key, victim_token, alert_id, verifier.id, credential,
+                  calendar_tokens=calendar_tokens)
     world.clients = {"admin": signed_in(app, "ada@example.com"), "attacker": signed_in(app, "mallory@example.com")}
     return world
 

@@ -17,6 +17,7 @@ from tests.functional.keyhelpers import bearer
 from tests.functional.route_matrix import (
     ADMIN,
     API_KEY,
+    CALENDAR,
     COOKIE_FACES,
     FACES,
     FILES,
@@ -182,8 +183,8 @@ def test_nothing_of_another_user_shows_on_any_page_or_api_answer(world):
         if route.method != "GET" or route.face in (ADMIN, METRICS) or "key_id" in route.ids or route.endpoint in FILES:
             continue
         for headers in ({}, HTMX):
-            response = send(client, route, route.path(), headers={**world.headers_for(route, "attacker"),
-                                                                   **headers})
+            response = send(client, route, route.path(**world.ids(route, whose="attacker")),
+                            headers={**world.headers_for(route, "attacker"), **headers})
             assert response.status_code < 400, (str(route), response.status_code)
             assert not [secret for secret in secrets if secret in text(response)], str(route)
 
@@ -290,6 +291,20 @@ def test_the_verification_routes_take_nothing_but_a_verifier_credential(world, r
     response = send(client, route, route.path(), headers=headers)
     assert response.status_code == 401, text(response)
     assert response.get_json()["error"] == "invalid_verifier"
+    assert snapshot(world.app) == before
+
+
+@pytest.mark.parametrize("route", routes(CALENDAR))
+def test_a_calendar_route_opens_with_its_link_and_nothing_else(world, route):
+    """No session opens a calendar without its token, not even an admin's: a token that is no current link is 404,
+    and the one that is opens that person's calendar alone."""
+    before = snapshot(world.app)
+    for client in (world.client("admin"), world.client("attacker"), world.app.test_client()):
+        response = send(client, route, route.path())
+        assert response.status_code == 404, text(response)
+    response = send(world.app.test_client(), route, route.path(**world.ids(route, whose="victim")))
+    assert response.status_code == 200 and "grace's secret project" in text(response)
+    assert "mallory's" not in text(response) and "ada's tool" not in text(response)
     assert snapshot(world.app) == before
 
 
