@@ -146,14 +146,14 @@ def calendar_url_token(user: User) -> str | None:
     the user's id and calendar_nonce, signed; it never expires: it works until the user resets it."""
     if user.calendar_nonce is None:
         return None
-    return signed_links.sign(CALENDAR_LINK, [user.id, user.calendar_nonce])
+    return signed_links.sign(CALENDAR_LINK, [user.id, user.calendar_nonce], timed=False)  # a URL that stays put
 
 
 def user_for_calendar_token(token: str) -> User | None:
     """The active user whose current calendar URL holds this token, or None for any other token: malformed, forged,
     signed for another purpose, replaced by a reset, or of a deactivated user (all alike to the caller)."""
     try:
-        payload = signed_links.load(CALENDAR_LINK, token)
+        payload = signed_links.load(CALENDAR_LINK, token, timed=False)
     except signed_links.LinkError:
         return None
     if not (isinstance(payload, list) and len(payload) == 2 and type(payload[0]) is int

@@ -6,7 +6,7 @@ replaces) is up to the caller; this module only signs and checks."""
 from __future__ import annotations
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 
 class LinkError(ValueError):
@@ -17,23 +17,27 @@ class LinkError(ValueError):
         self.expired = expired
 
 
-def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"keyfob.{purpose}")
+def _serializer(purpose: str, timed: bool) -> URLSafeSerializer:
+    kind = URLSafeTimedSerializer if timed else URLSafeSerializer
+    return kind(current_app.config["SECRET_KEY"], salt=f"keyfob.{purpose}")
 
 
-def sign(purpose: str, payload: list | dict | str) -> str:
-    """A URL-safe token holding `payload` (JSON-able), signed for `purpose` with the time it was made."""
-    return _serializer(purpose).dumps(payload)
+def sign(purpose: str, payload: list | dict | str, *, timed: bool = True) -> str:
+    """A URL-safe token holding `payload` (JSON-able), signed for `purpose` with the time it was made; untimed
+    (`timed=False`), the same payload always gives the same token, for a URL that must stay put (a feed)."""
+    return _serializer(purpose, timed).dumps(payload)
 
 
-def load(purpose: str, token: str, max_age: float | None = None):
-    """The payload of a token signed for `purpose` at most `max_age` seconds ago (None: no age limit), or
-    LinkError."""
+def load(purpose: str, token: str, max_age: float | None = None, *, timed: bool = True):
+    """The payload of a token signed for `purpose` (and as `timed`) at most `max_age` seconds ago (None: no age
+    limit), or LinkError."""
     if not isinstance(token, str) or not token.isascii() or len(token) > 1000:
         raise LinkError("The link is not valid.")
     try:
-        return _serializer(purpose).loads(token, max_age=max_age)
+        if not timed:
+            return _serializer(purpose, timed).loads(token)
+        return _serializer(purpose, timed).loads(token, max_age=max_age)
     except SignatureExpired:
         raise LinkError("The link has expired.", expired=True) from None
-    except BadSignature:
+    except BadData:  # a bad signature, or a signed payload that is not ours to read (a timed token, untimed)
         raise LinkError("The link is not valid.") from None

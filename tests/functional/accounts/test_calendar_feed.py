@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import timedelta
 
 import icalendar
 import pytest
+from itsdangerous import TimestampSigner
 
 from app.accounts import service as accounts
 from app.accounts.models import User
@@ -96,7 +98,7 @@ def people(app):
 
 # -- the link on the account page ----------------------------------------------------------------------------------
 
-def test_the_account_page_offers_a_link_then_shows_it_never_cached(app, people):
+def test_the_account_page_offers_a_link_then_shows_it_never_cached(app, people, monkeypatch):
     client = signed_in(app, "ada@example.com")
     page = client.get("/account")
     html = page.get_data(as_text=True)
@@ -111,6 +113,9 @@ def test_the_account_page_offers_a_link_then_shows_it_never_cached(app, people):
     assert "Reset link" in html and "Create calendar link" not in html
     assert 'hx-history="false"' in html  # never kept in htmx's history cache either
     assert "Reset makes a new URL and the old one stops working at once" in words(page)
+    # Later (a timed token would carry another stamp), the same URL: it can be compared with the calendar app's.
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda signer: int(time.time()) + 3600)
+    assert feed_url_on(client.get("/account")) == (url, token)  # the URL stays put: it can be compared with the app's
     with app.app_context():
         assert accounts.user_for_calendar_token(token).id == people["ada"]
         assert [event.event for event in db.session.query(AuditEvent).filter(
