@@ -141,7 +141,13 @@ def _init_counters(app: Flask):
 def _init_accounts(app: Flask, store) -> None:
     from app.accounts.core import AccountsCore
     from app.accounts.passwords import PasswordHasher
-    from app.accounts.throttle import LoginThrottle, RegistrationThrottle
+    from app.accounts.throttle import (
+        CONFIRMATION_RESENDS,
+        SIGN_UP_NOTICES,
+        AttemptThrottle,
+        LoginThrottle,
+        RegistrationThrottle,
+    )
 
     login_manager.init_app(app)
     _remember_cookie_only_when_sent(app)
@@ -155,6 +161,8 @@ def _init_accounts(app: Flask, store) -> None:
         login_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
                                      app.config["LOGIN_THROTTLE_PER_IP"]),
         registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
+        confirmation_resends=AttemptThrottle(store, *CONFIRMATION_RESENDS),
+        sign_up_notices=AttemptThrottle(store, *SIGN_UP_NOTICES),
     ).install(app)
 
 

@@ -200,7 +200,12 @@ SETTINGS: tuple[Setting, ...] = (
             "signed up: accounts are then made with `flask users create`."),
     Setting("REGISTRATION_THROTTLE_PER_IP", "10 per hour", _rate,
             "Account creations tried per client IP in a moving window. Registering tells whether an email "
-            "has an account, so this also bounds how fast addresses can be probed."),
+            "has an account (unless `EMAIL_CONFIRMATION` is on), so this also bounds how fast addresses can be "
+            "probed."),
+    Setting("EMAIL_CONFIRMATION", "false", _boolean,
+            "Sign-up mails a link that confirms the address, and answers \"check your inbox\" whether or not the "
+            "address has an account, so sign-up no longer tells. An account cannot create keys until its address is "
+            "confirmed. Needs mail: in production, `MAIL_URL`."),
     Setting("PASSWORD_HASH_TIME_COST", "3", _whole(1, 100),
             "Argon2id iterations. With the memory cost, must reach OWASP's minimum."),
     Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _whole(8, 4 * 1024 * 1024),
@@ -313,6 +318,10 @@ def load_settings(source: Mapping[str, Any], overrides: Mapping[str, Any] | None
         for needed in ("MAIL_FROM", "PUBLIC_BASE_URL"):
             if values[needed] is None:
                 raise ConfigError(f"{needed} is required when MAIL_URL is set")
+    if values["EMAIL_CONFIRMATION"] and values["MAIL_URL"] is None and env == "production":
+        # Mail is off then (app/mail/core.py): nobody could confirm, so nobody could ever create a key.
+        raise ConfigError("EMAIL_CONFIRMATION=true needs mail: set MAIL_URL (with MAIL_FROM and PUBLIC_BASE_URL), "
+                          "or turn EMAIL_CONFIRMATION off")
 
     values["FORWARD_AUTH_RULES"] = _forward_auth_rules(values["FORWARD_AUTH_RULES"], values["API_SCOPES"])
 

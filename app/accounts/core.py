@@ -1,12 +1,12 @@
 """The accounts core's collaborators, built once per app and found through one typed object (AccountsCore): the
-password hasher and the sign-in and sign-up throttles."""
+password hasher and the sign-in and sign-up throttles (address confirmation's among them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from app.accounts.passwords import PasswordHasher
-from app.accounts.throttle import LoginThrottle, RegistrationThrottle
+from app.accounts.throttle import AttemptThrottle, LoginThrottle, RegistrationThrottle
 from app.extensions import AppPart
 
 
@@ -17,6 +17,8 @@ class AccountsCore(AppPart):
     hasher: PasswordHasher
     login_throttle: LoginThrottle
     registration_throttle: RegistrationThrottle
+    confirmation_resends: AttemptThrottle  # per account (app/accounts/confirmation.py)
+    sign_up_notices: AttemptThrottle  # per address
 
 
 def accounts_core() -> AccountsCore:

@@ -55,6 +55,14 @@ def create_user(email: str, password: str, *, is_admin: bool = False, confirmed:
     """Create an account, or raise AccountError naming the field at fault. Commits. An unconfirmed account
     (`confirmed=False`: sign-up with EMAIL_CONFIRMATION on) cannot create keys until its owner follows the mail's
     link."""
+    user = add_user(email, password, is_admin=is_admin, confirmed=confirmed)
+    db.session.commit()
+    return user
+
+
+def add_user(email: str, password: str, *, is_admin: bool = False, confirmed: bool = True) -> User:
+    """create_user() without the commit: the account is added and flushed (it has its id) in the caller's
+    transaction, so that what comes with it (a confirmation mail) is written with it or not at all."""
     email = normalise_email(email)
     problem = password_problem(password, email)
     if problem:
@@ -64,7 +72,7 @@ def create_user(email: str, password: str, *, is_admin: bool = False, confirmed:
     user = User(email=email, password_hash=hasher().hash(password), is_admin=is_admin,
                 email_confirmed_at=utcnow() if confirmed else None)
     db.session.add(user)
-    db.session.commit()
+    db.session.flush()
     return user
 
 

@@ -1,5 +1,5 @@
-"""Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, and account
-creations per client IP.
+"""Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, account
+creations per client IP, and the mails address confirmation sends per account and per address.
 
 While the counter store (Redis) cannot be reached, counting raises StoreUnavailable: logins and registrations answer
 503 with Retry-After rather than go unthrottled.
@@ -52,20 +52,39 @@ class LoginThrottle:
             self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)
 
 
-class RegistrationThrottle:
-    """Account creations tried per client IP. Each attempt tells whether an email already has an account (there is
-    no email step to hide that behind), so this bounds how fast anyone can probe addresses, and how fast anyone can
-    make accounts (and spend password hashing)."""
+class AttemptThrottle:
+    """Attempts per subject (a client IP, an account, an address) under one or more rules in moving windows: an
+    attempt allowed counts against every rule, a refused one against none."""
 
-    def __init__(self, storage: Storage, per_ip: str) -> None:
+    def __init__(self, storage: Storage, namespace: str, *rules: str) -> None:
         self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
-        self._rule = limits.parse(per_ip)
+        self._namespace = namespace
+        self._rules = tuple(limits.parse(rule) for rule in rules)
 
-    def attempt(self, ip: str) -> int:
-        """Count one attempt from this IP: 0 when it may go ahead, else the seconds until one may."""
+    def attempt(self, subject: str) -> int:
+        """Count one attempt for this subject: 0 when it may go ahead, else the seconds until one may."""
         with reachable(self._storage):
-            if self._limiter.hit(self._rule, REGISTRATION_NAMESPACE, ip):
+            resets = [self._limiter.get_window_stats(rule, self._namespace, subject).reset_time
+                      for rule in self._rules if not self._limiter.test(rule, self._namespace, subject)]
+            if not resets:
+                for rule in self._rules:
+                    self._limiter.hit(rule, self._namespace, subject)
                 return 0
-            reset = self._limiter.get_window_stats(self._rule, REGISTRATION_NAMESPACE, ip).reset_time
-        return max(1, math.ceil(reset - time.time()))
+        return max(1, math.ceil(max(resets) - time.time()))
+
+
+class RegistrationThrottle(AttemptThrottle):
+    """Account creations tried per client IP. Without EMAIL_CONFIRMATION each attempt tells whether an email already
+    has an account, so this bounds how fast anyone can probe addresses, and how fast anyone can make accounts (and
+    spend password hashing, and, with it on, make Keyfob send mail)."""
+
+    def __init__(self, storage: Storage, per_ip: str) -> None:
+        super().__init__(storage, REGISTRATION_NAMESPACE, per_ip)
+
+
+# Address confirmation (app/accounts/confirmation.py): a signed-in account asking for its link again, and the notice
+# to an address someone tried to sign up with again. Both mail an address nobody proved is theirs: bounded per
+# account and per address, so neither can be turned into a mail bomb.
+CONFIRMATION_RESENDS = ("confirmation-resends", "1 per minute", "10 per day")
+SIGN_UP_NOTICES = ("sign-up-notices", "1 per hour")

@@ -40,7 +40,7 @@ from app.keys.grants import Caller, GrantRefused
 from app.keys.models import MAX_KEY_ID, ApiKey
 from app.keys.policy import KeyInputError
 from app.keys.scopes import UnknownScopeError, normalise_scopes
-from app.keys.service import GRACE_PERIODS, KeyStateError
+from app.keys.service import GRACE_PERIODS, KeyStateError, OwnerUnconfirmed
 
 PATH_VARIABLE = re.compile(r"<(?:[^:>]+:)?(\w+)>")  # werkzeug's <int(max=...):key_id> as OpenAPI's {key_id}
 LIST_STATUSES = (*queries.GROUPS, *queries.STATUSES, "all")
@@ -59,6 +59,12 @@ def _api_error(error: ApiError):
 @bp.errorhandler(KeyInputError)
 def _core_refusal(error: KeyInputError):
     return _api_error(invalid({error.field: error.message}))
+
+
+@bp.errorhandler(OwnerUnconfirmed)
+def _owner_unconfirmed(error: OwnerUnconfirmed):
+    # Not the request's mistake: the account may not have keys made until its address is confirmed.
+    return _api_error(ApiError(403, "email_unconfirmed", error.message))
 
 
 @bp.errorhandler(KeyStateError)

@@ -259,8 +259,9 @@ ERRORS: dict[int, tuple[str, str, list[str], dict[str, bool]]] = {
     403: ("Forbidden", "A valid key that may not do this: it lacks a scope (`insufficient_scope`, also when asked to "
                        "grant more than it holds, to outlive itself or to make a key less restricted than "
                        "itself), is used from an IP outside its allowlist (`ip_not_allowed`), has used up its quota "
-                       "(`usage_exceeded`), or belongs to no user (`no_owner`).",
-          ["insufficient_scope", "ip_not_allowed", "usage_exceeded", "no_owner"],
+                       "(`usage_exceeded`), or belongs to no user (`no_owner`); or its owner's address is still "
+                       "to be confirmed, so no key can be made for them (`email_unconfirmed`).",
+          ["insufficient_scope", "ip_not_allowed", "usage_exceeded", "no_owner", "email_unconfirmed"],
           {"WWW-Authenticate": False}),
     404: ("NotFound", "No such key among the caller's owner's keys (another user's key answers the same), or no "
                       "such address.", ["not_found"], {}),

@@ -48,3 +48,7 @@ class RegisterForm(Form):
 
 class LogoutForm(Form):
     """No fields: it exists so the logout button posts a CSRF token."""
+
+
+class ConfirmationForm(Form):
+    """No fields: the "Confirm my address" and "Send a new link" buttons post a CSRF token with it."""

@@ -7,7 +7,7 @@ import hmac
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from app.accounts import service
+from app.accounts import confirmation, service
 from app.accounts.core import accounts_core
 from app.accounts.models import User
 from app.auth import bp
@@ -73,6 +73,11 @@ def register():
             form.form_errors.append(f"Too many accounts tried from your address. Try again in {_duration(wait)}.")
             return _form_page("auth/register.html", form, 429, {"Retry-After": str(wait)})
         try:
+            if confirmation.required():
+                # One answer whether or not the address has an account: sign-up no longer tells.
+                address = confirmation.sign_up(form.email.data, form.password.data)
+                return render_template("auth/check_inbox.html", address=address,
+                                       link_days=confirmation.LINK_LIFETIME.days)
             user = service.create_user(form.email.data, form.password.data)
         except service.AccountError as error:
             form[error.field].errors.append(error.message)

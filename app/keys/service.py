@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.accounts import confirmation
 from app.accounts.models import User
 from app.audit import service as audit
 from app.audit.service import Actor
@@ -28,6 +29,16 @@ UNSET: Any = object()
 
 class KeyStateError(ValueError):
     """The key's state forbids the change (a revoked key stays revoked)."""
+
+
+class OwnerUnconfirmed(KeyInputError):
+    """The owner has not confirmed their address yet (EMAIL_CONFIRMATION), so no key is made for them. A KeyInputError
+    on the `owner` argument: every face that shows those shows this one; the API answers it 403 `email_unconfirmed`."""
+
+    def __init__(self, owner: User) -> None:
+        super().__init__("owner", f"{owner.email} is not confirmed yet: until its owner follows the link Keyfob "
+                                  "mailed to it (the dashboard can send a new one), the account cannot create API "
+                                  "keys.")
 
 
 def _clean_scopes(scopes: Iterable[str]) -> str:
@@ -59,7 +70,10 @@ def _new_secret(key: ApiKey) -> str:
 def create(owner: User, name: str, scopes: Iterable[str], expires_at: datetime | None, *, actor: Actor,
            description: str = "", allowed_ips: Iterable[str] | str = (), rate_limit: int | None = None,
            remaining_uses: int | None = None, now: datetime | None = None) -> tuple[ApiKey, str]:
-    """A new key for `owner`, and its plaintext, which is never available again. Raises KeyInputError."""
+    """A new key for `owner`, and its plaintext, which is never available again. Raises KeyInputError, or
+    OwnerUnconfirmed for an owner whose address is still to be confirmed."""
+    if confirmation.pending(owner):
+        raise OwnerUnconfirmed(owner)
     now = now or utcnow()
     key = ApiKey(
         owner=owner,

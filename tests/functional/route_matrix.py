@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import create_app
+from app.accounts import confirmation, signed_links
 from app.accounts import service as accounts
 from app.accounts.models import User
 from app.assets import HTMX
@@ -47,6 +48,9 @@ FACES = {
     "auth.login": PUBLIC,
     "auth.register": PUBLIC,
     "auth.logout": PUBLIC,  # anyone may post it; it ends the session there is, if any
+    "auth.confirmation_page": PUBLIC,  # the mailed link: whoever holds it (FIXED_ARGUMENTS has a valid one)
+    "auth.confirm_address": PUBLIC,
+    "auth.resend_confirmation": SIGNED_IN,
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
     "auth.reset_calendar_link": SIGNED_IN,
@@ -98,9 +102,6 @@ FACES = {
 FILES = {"static", "favicon"}
 # Routes that name a key in the body rather than the path.
 KEY_ID_IN_BODY = {"api.revoke_key_by_body"}
-# Values for path arguments that are not database ids.
-# A calendar link's token is one only World.ids() gives; anywhere else the route gets one that opens nothing.
-FIXED_ARGUMENTS = {"filename": "css/app.css", "sub_path": "invoices/1", "token": "not-a-calendar-link"}
 ARGUMENT = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 
 
@@ -155,18 +156,24 @@ def routes_of(app) -> list[Route]:
     return sorted(found, key=lambda route: (route.rule, route.method, route.choices))
 
 
-def _read_routes() -> list[Route]:
-    """The routes of an app built with no migrations on a throwaway SQLite file (it is never queried)."""
+def _read_routes() -> tuple[list[Route], str]:
+    """The routes of an app built with no migrations on a throwaway SQLite file (it is never queried), and an
+    address-confirmation token for ada (user 1 of every world, confirmed already: following it changes nothing),
+    signed with the tests' SECRET_KEY."""
     folder = Path(tempfile.mkdtemp(prefix="keyfob-routes-"))
     app = create_app(app_config(folder, DATABASE_URL=f"sqlite:///{folder / 'routes.db'}"))
     try:
-        return routes_of(app)
+        with app.app_context():
+            token = signed_links.sign(confirmation.PURPOSE, [1, "ada@example.com"])
+        return routes_of(app), token
     finally:
         close_app(app)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-ROUTES = _read_routes()
+ROUTES, CONFIRMATION_TOKEN = _read_routes()
+# Values for path arguments that are not database ids. A calendar link's token is one only World.ids() gives.
+FIXED_ARGUMENTS = {"filename": "css/app.css", "sub_path": "invoices/1", "token": CONFIRMATION_TOKEN}
 
 
 def routes(*faces: str, methods=None, where=None) -> list:
@@ -241,8 +248,9 @@ class World:
     def ids(self, route: Route, *, whose: str) -> dict:
         """Path values: the key, alert, user and calendar link a request from `whose` side would name."""
         key = {"victim": self.victim_key, "attacker": self.attacker_key, "admin": self.admin_key}[whose]
+        calendar = {"token": self.calendar_tokens[whose]} if route.face == CALENDAR else {}
         return {"key_id": key, "alert_id": self.alert, "user_id": self.victim, "verifier_id": self.verifier,
-                "token": self.calendar_tokens[whose]}
+                **calendar}
 
     def headers_for(self, route: Route, who: str) -> dict:
         """An API key's Authorization for the API; for the verification routes the service's credential (forward
@@ -318,7 +326,8 @@ def check_security_headers(response) -> None:
         assert directive in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "same-origin"
+    # no-referrer (stricter) on pages whose URL holds a secret, such as a mailed link's.
+    assert headers["Referrer-Policy"] in ("same-origin", "no-referrer")
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert "camera=()" in headers["Permissions-Policy"]
