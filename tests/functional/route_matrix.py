@@ -46,6 +46,7 @@ FACES = {
     "auth.logout": PUBLIC,  # anyone may post it; it ends the session there is, if any
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
+    "auth.notifications": SIGNED_IN,
     "dashboard.index": SIGNED_IN,
     "dashboard.create": SIGNED_IN,
     "dashboard.detail": SIGNED_IN,
