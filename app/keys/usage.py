@@ -105,6 +105,12 @@ class Pending:
         else:
             self.dropped_networks += 1
 
+    def add_networks(self, networks: dict[int, dict[str, owner_alerts.Sighting]]) -> None:
+        """Take back networks a flush could not write (within the same bounds)."""
+        for key_id, seen in networks.items():
+            for network, sighting in seen.items():
+                self.note_network(key_id, network, sighting)
+
     def count_check(self, key_id: int | None, verifier_id: int, at: datetime, *, valid: bool) -> None:
         self.verifiers[verifier_id].add(1, 0, at)
         if key_id is not None:
@@ -234,8 +240,9 @@ class UsageBuffer:
         networks go back to the buffer for the next flush; a bug is logged and its networks dropped (they are not
         recorded, so the next use from one is news again)."""
         if pending.dropped_networks:
-            log.warning("usage flush: %d key networks did not fit the buffer; their next use is checked again",
-                        pending.dropped_networks)
+            # Not a warning: a key used from many networks at once (a mobile app's) fills its few places often.
+            log.info("usage flush: %d key networks did not fit the buffer; their next use is checked again",
+                     pending.dropped_networks)
         known = self._known_networks
         sightings = {key_id: fresh for key_id, seen in pending.networks.items()
                      if (fresh := {network: sighting for network, sighting in seen.items()
@@ -251,9 +258,7 @@ class UsageBuffer:
                 return
             log.warning("usage flush: the key networks wait for the database (%s)", error.__class__.__name__)
             with self._lock:
-                for key_id, seen in sightings.items():
-                    for network, sighting in seen.items():
-                        self._pending.note_network(key_id, network, sighting)
+                self._pending.add_networks(sightings)
             return
         if len(known) > MAX_KNOWN_NETWORKS:
             known.clear()
@@ -387,9 +392,7 @@ class UsageBuffer:
                 newer = list(kept)
                 kept.clear()
                 kept.extend([*rows, *newer])
-            for key_id, seen in pending.networks.items():
-                for network, sighting in seen.items():
-                    current.note_network(key_id, network, sighting)
+            current.add_networks(pending.networks)
             current.dropped_networks += pending.dropped_networks
             room = MAX_PENDING_EVENTS - len(current.events)
             current.events[:0] = pending.events[:room]

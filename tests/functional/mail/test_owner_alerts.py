@@ -19,7 +19,7 @@ from app.extensions import db
 from app.keys import owner_alerts, service, verification, verifiers
 from app.keys.core import KeyCore
 from app.keys.models import ApiKey
-from tests.functional.keyhelpers import WHOAMI, add_user, bearer, flush, load_key, new_key, rows
+from tests.functional.keyhelpers import WHOAMI, add_user, bearer, count, flush, load_key, new_key, rows
 from tests.functional.mail.conftest import mail_settings
 from tests.functional.mail.mail_helpers import delivered, text_of
 from tests.support import PASSWORD, AuthActions, csrf_token_from, on_postgres
@@ -239,6 +239,18 @@ def test_no_new_network_mail_when_switched_off_and_none_for_old_networks_after(m
         db.session.commit()
     use(app, token, "198.51.100.1", "203.0.113.8")
     assert delivered(app, smtp) == []
+
+
+def test_with_mail_off_networks_are_recorded_and_no_alert_is_queued(apps):
+    app = apps(KEYFOB_ENV="production", SESSION_COOKIE_SECURE=False, KEY_SUSPEND_AFTER="2 per 1 minute")
+    owner = add_user(app)
+    key_id, token = new_key(app, owner)
+    use(app, token, "203.0.113.7", "198.51.100.1")
+    assert networks(app, key_id) == {"203.0.113.0/24": False, "198.51.100.0/24": False}
+    assert hammer(app, key_id, token)[-1] == 401  # suspended
+    with app.app_context():
+        service.revoke(db.session.get(ApiKey, key_id), "gone", actor=Actor.cli())
+    assert count(app, "outbox_messages") == 0
 
 
 def test_a_failing_alert_loses_and_doubles_no_count(mailing, smtp, monkeypatch):
