@@ -71,8 +71,9 @@ class NotificationsForm(Form):
 
     notify_expiry = Switch("Expiry reminders", description="30, 7 and 1 days before one of your keys expires, "
                                                            "and when it has expired.")
-    notify_suspension = Switch("A key suspended", description="When one of your keys kept exceeding its rate "
-                                                              "limit and is refused for a while.")
+    notify_suspension = Switch("A key suspended for its rate limit",
+                               description="When one of your keys kept exceeding its rate limit and is refused for "
+                                           "a while.")
     notify_new_network = Switch("A key used from a new network",
                                 description="The first use of a key from an IP network (an IPv4 /24 or IPv6 /64) it "
                                             "was never used from; at most one mail an hour per key.")
