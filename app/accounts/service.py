@@ -136,6 +136,28 @@ def set_active(user: User, active: bool, *, actor) -> None:
     db.session.commit()
 
 
+# The mails an owner may switch off (User columns), and what the audit calls each.
+NOTIFICATIONS = {"notify_expiry": "expiry reminders", "notify_suspension": "suspensions",
+                 "notify_new_network": "new networks", "notify_admin_action": "admin actions"}
+
+
+def set_notifications(user: User, switches: dict[str, bool], *, actor) -> list[str]:
+    """Turn the owner's mails on or off: `switches` maps some of NOTIFICATIONS' columns to on/off (an unknown name
+    raises AccountError). Audited when anything changed; returns what changed. Commits."""
+    unknown = set(switches) - set(NOTIFICATIONS)
+    if unknown:
+        raise AccountError("notifications", f"Unknown notification setting: {', '.join(sorted(unknown))}.")
+    changed = [name for name, on in switches.items() if getattr(user, name) != bool(on)]
+    if not changed:
+        return []
+    for name in changed:
+        setattr(user, name, bool(switches[name]))
+    audit.record("user.notifications_changed", actor, detail=f"user:{user.id} " + ", ".join(
+        f"{NOTIFICATIONS[name]} {'on' if switches[name] else 'off'}" for name in changed))
+    db.session.commit()
+    return changed
+
+
 def list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.created_at, User.id)))
 

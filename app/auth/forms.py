@@ -1,6 +1,6 @@
 """Sign-in forms. Each one carries its own CSRF token (Flask-WTF)."""
 
-from wtforms import EmailField, HiddenField, PasswordField, ValidationError
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, ValidationError
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from app.accounts.passwords import MAX_LENGTH, MIN_LENGTH, RECOMMENDED_LENGTH, password_problem
@@ -52,3 +52,37 @@ class LogoutForm(Form):
 
 class ConfirmationForm(Form):
     """No fields: the "Confirm my address" and "Send a new link" buttons post a CSRF token with it."""
+
+
+class Switch(BooleanField):
+    """A checkbox that is on when it sends what a checkbox sends ("y", or "on" without a value), off when absent:
+    any other value (a hand-made "maybe", two values) is an error on the field, never read as "on"."""
+
+    ON = ("y", "on", "true", "1")
+
+    def process_formdata(self, valuelist):
+        if not valuelist:
+            self.data = False
+        elif len(valuelist) == 1 and str(valuelist[0]).lower() in self.ON:
+            self.data = True
+        else:
+            self.data = False
+            raise ValueError("Choose on or off.")
+
+
+class NotificationsForm(Form):
+    """The account page's notification settings: one switch per User.notify_* column."""
+
+    notify_expiry = Switch("Expiry reminders", description="30, 7 and 1 days before one of your keys expires, "
+                                                           "and when it has expired.")
+    notify_suspension = Switch("A key suspended for its rate limit",
+                               description="When one of your keys kept exceeding its rate limit and is refused for "
+                                           "a while.")
+    notify_new_network = Switch("A key used from a new network",
+                                description="The first use of a key from an IP network (an IPv4 /24 or IPv6 /64) it "
+                                            "was never used from; at most one mail an hour per key.")
+    notify_admin_action = Switch("A key revoked or disabled by an admin",
+                                 description="When someone else, an administrator, stops one of your keys.")
+
+    def switches(self) -> dict[str, bool]:
+        return {field.name: field.data for field in self if isinstance(field, Switch)}

@@ -25,7 +25,8 @@ THRESHOLDS = (("30d", timedelta(days=30)), ("7d", timedelta(days=7)), ("1d", tim
 EXPIRED = "expired"
 # The expired mail goes out within this long of the expiry: a key that ended long before reminders began gets none.
 EXPIRED_WINDOW = timedelta(days=7)
-SETTINGS_LINK = "/account"
+# The account page's notification settings, where the owner switches these mails (and the alerts) off.
+SETTINGS_LINK = "/account#notifications"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def threshold_due(expires_at: datetime, now: datetime) -> str | None:
 
 
 def due_reminders(now: datetime) -> list[DueReminder]:
-    """The reminders due now and not sent yet: keys neither revoked nor disabled, of active owners, one each."""
+    """The reminders due now and not sent yet: keys neither revoked nor disabled, of active owners who want expiry
+    reminders, one each. An owner who switched them off is skipped, not recorded: switched back on, the next
+    reminder due goes out."""
     threshold = case((ApiKey.expires_at <= now, EXPIRED),
                      *((ApiKey.expires_at <= now + before, name) for name, before in reversed(THRESHOLDS)))
     sent = exists().where(KeyReminder.key_id == ApiKey.id, KeyReminder.expires_at == ApiKey.expires_at,
@@ -63,7 +66,8 @@ def due_reminders(now: datetime) -> list[DueReminder]:
         select(ApiKey, User.email).join(ApiKey.owner)
         .where(ApiKey.expires_at.is_not(None), ApiKey.expires_at > now - EXPIRED_WINDOW,
                ApiKey.expires_at <= now + THRESHOLDS[0][1], ApiKey.revoked_at.is_(None),
-               ApiKey.disabled.is_(False), User.is_active.is_(True), ~sent)
+               ApiKey.disabled.is_(False), User.is_active.is_(True),
+               User.notify_expiry.is_(True), ~sent)
         .order_by(ApiKey.id)).all()
     return [DueReminder(key.id, threshold_due(key.expires_at, now), key.name, key.display_start, key.scopes,
                         key.expires_at, key.last_used_at, email) for key, email in rows]

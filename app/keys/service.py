@@ -17,7 +17,7 @@ from app.audit import service as audit
 from app.audit.service import Actor
 from app.database import commit, utcnow
 from app.extensions import db
-from app.keys import policy, tokens
+from app.keys import owner_alerts, policy, tokens
 from app.keys.core import key_core, settings
 from app.keys.models import ApiKey
 from app.keys.policy import KeyInputError
@@ -122,6 +122,8 @@ def update(key: ApiKey, *, actor: Actor, name: str = UNSET, description: str = U
         setattr(key, cleaners[field][0], cleaned[field])
     if "disabled" in changed:
         audit.record("key.disabled" if key.disabled else "key.enabled", actor, key)
+        if key.disabled:
+            owner_alerts.key_stopped(key, "disabled", actor, utcnow())
     others = [field for field in changed if field != "disabled"]
     if others:
         audit.record("key.updated", actor, key, "changed: " + ", ".join(others))
@@ -199,6 +201,7 @@ def revoke(key: ApiKey, reason: str = "", *, actor: Actor, now: datetime | None 
     key.revoked_reason = reason or None
     key.previous_secret_hash = key.previous_secret_expires_at = None
     audit.record("key.revoked", actor, key, key.revoked_reason)
+    owner_alerts.key_stopped(key, "revoked", actor, key.revoked_at, key.revoked_reason)
     commit(db.session)
 
 

@@ -5,6 +5,10 @@ USAGE_FLUSH_SECONDS with relative updates (`usage_count = usage_count + k`), so 
 exactly. A flush that fails puts its counts back for the next try. The buffer is flushed at exit too (atexit, and
 the gunicorn config's worker_exit). Failed verifications are audited through the same buffer, which keeps a flood
 of bad keys from turning into a flood of synchronous writes.
+
+The networks each key is used from (an IPv4 /24, an IPv6 /64) ride along, so that its owner hears of the first use
+from a new one (owner_alerts.py): the hot path adds a network to a small per-key set, and the flush records the new
+ones and queues the mails, after the counts and in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.audit.alerts import raise_alerts
 from app.audit.models import AuditEvent
 from app.database import UTCDateTime, is_outage, utcnow
+from app.keys import owner_alerts
 from app.keys.models import (
     RECENT_REQUESTS_KEPT,
     ApiKey,
@@ -36,6 +41,12 @@ from app.process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 10_000
+# Networks buffered between two flushes: a few per key (a key seen from more within seconds has news enough in these),
+# for a bounded number of keys. What does not fit is counted and seen again at the key's next use.
+NETWORKS_PER_KEY = 4
+MAX_NETWORK_KEYS = 5_000
+# (key, network) pairs this process knows are recorded: a flush skips them instead of inserting them again.
+MAX_KNOWN_NETWORKS = 100_000
 
 
 @dataclass
@@ -71,9 +82,34 @@ class Pending:
     verifiers: dict[int, Checks] = field(default_factory=lambda: defaultdict(Checks))
     # The method and path of the latest checks per key: only the newest RECENT_REQUESTS_KEPT can be kept anyway.
     recent: dict[int, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=RECENT_REQUESTS_KEPT)))
+    # The networks each key was used from, with the first use from each (owner_alerts.record_networks).
+    networks: dict[int, dict[str, owner_alerts.Sighting]] = field(default_factory=dict)
+    dropped_networks: int = 0
 
     def empty(self) -> bool:
-        return not (self.uses or self.daily or self.events or self.verifiers or self.recent)
+        return not (self.uses or self.daily or self.events or self.verifiers or self.recent or self.networks)
+
+    def note_network(self, key_id: int, network: str, sighting: owner_alerts.Sighting) -> None:
+        """Keep the first sighting of the key from `network`, within NETWORKS_PER_KEY and MAX_NETWORK_KEYS."""
+        seen = self.networks.get(key_id)
+        if seen is None:
+            if len(self.networks) >= MAX_NETWORK_KEYS:
+                self.dropped_networks += 1
+                return
+            seen = self.networks[key_id] = {}
+        if network in seen:
+            if sighting.at < seen[network].at:
+                seen[network] = sighting
+        elif len(seen) < NETWORKS_PER_KEY:
+            seen[network] = sighting
+        else:
+            self.dropped_networks += 1
+
+    def add_networks(self, networks: dict[int, dict[str, owner_alerts.Sighting]]) -> None:
+        """Take back networks a flush could not write (within the same bounds)."""
+        for key_id, seen in networks.items():
+            for network, sighting in seen.items():
+                self.note_network(key_id, network, sighting)
 
     def count_check(self, key_id: int | None, verifier_id: int, at: datetime, *, valid: bool) -> None:
         self.verifiers[verifier_id].add(1, 0, at)
@@ -88,6 +124,7 @@ class UsageBuffer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending = Pending()
+        self._known_networks: set[tuple[int, str]] = set()
         self._thread = ProcessThread("keyfob-usage-flush", self._run)
         atexit.register(self._flush_at_exit)
 
@@ -95,13 +132,19 @@ class UsageBuffer:
 
     def record_use(self, key_id: int, at: datetime, ip: str | None, verifier_id: int | None = None) -> None:
         with self._lock:
-            use = self._pending.uses.setdefault(key_id, KeyUse())
+            pending = self._pending
+            use = pending.uses.setdefault(key_id, KeyUse())
             use.count += 1
+            # The same address as the key's last use in this batch (most uses) has had its network noted already.
+            if ip and ip != use.last_ip:
+                network = owner_alerts.network_of(ip)  # a cached lookup for an address seen before
+                if network is not None and network not in pending.networks.get(key_id, ()):
+                    pending.note_network(key_id, network, owner_alerts.Sighting(ip, at, verifier_id))
             if use.last_used_at is None or at >= use.last_used_at:
                 use.last_used_at, use.last_ip = at, ip
-            self._pending.daily[(key_id, at.date())][0] += 1
+            pending.daily[(key_id, at.date())][0] += 1
             if verifier_id is not None:
-                self._pending.count_check(key_id, verifier_id, at, valid=True)
+                pending.count_check(key_id, verifier_id, at, valid=True)
         self._thread.ensure_started()
 
     def record_request(self, key_id: int, verifier_id: int, at: datetime, method: str, path: str,
@@ -176,7 +219,38 @@ class UsageBuffer:
             if pending.dropped_events:
                 log.warning("audit buffer was full: %d failed-verification events not recorded",
                             pending.dropped_events)
+            self._write_networks(pending)
             return sum(use.count for use in pending.uses.values())
+
+    def _write_networks(self, pending: Pending) -> None:
+        """Record the networks and queue the new-network alerts, once the counts are committed: in a transaction of
+        its own, so that nothing failing here can take back or double a count. It never raises: in an outage the
+        networks go back to the buffer for the next flush; a bug is logged and its networks dropped (they are not
+        recorded, so the next use from one is news again)."""
+        if pending.dropped_networks:
+            # Not a warning: a key used from many networks at once (a mobile app's) fills its few places often.
+            log.info("usage flush: %d key networks did not fit the buffer; their next use is checked again",
+                     pending.dropped_networks)
+        known = self._known_networks
+        sightings = {key_id: fresh for key_id, seen in pending.networks.items()
+                     if (fresh := {network: sighting for network, sighting in seen.items()
+                                   if (key_id, network) not in known})}
+        if not sightings:
+            return
+        try:
+            with self._app.app_context():
+                owner_alerts.record_networks(sightings, utcnow())
+        except Exception as error:
+            if not (isinstance(error, SQLAlchemyError) and is_outage(error)):
+                log.exception("usage flush: the key networks were not recorded")
+                return
+            log.warning("usage flush: the key networks wait for the database (%s)", error.__class__.__name__)
+            with self._lock:
+                self._pending.add_networks(sightings)
+            return
+        if len(known) > MAX_KNOWN_NETWORKS:
+            known.clear()
+        known.update((key_id, network) for key_id, seen in sightings.items() for network in seen)
 
     def _write_or_set_aside(self, pending: Pending) -> None:
         """Write the batch. An outage raises (the batch is put back for the next try); a row the database refuses
@@ -306,6 +380,8 @@ class UsageBuffer:
                 newer = list(kept)
                 kept.clear()
                 kept.extend([*rows, *newer])
+            current.add_networks(pending.networks)
+            current.dropped_networks += pending.dropped_networks
             room = MAX_PENDING_EVENTS - len(current.events)
             current.events[:0] = pending.events[:room]
             current.dropped_events += pending.dropped_events + max(0, len(pending.events) - room)

@@ -30,7 +30,7 @@ from app.audit.models import Alert
 from app.audit.service import Actor
 from app.database import commit, is_outage, utcnow
 from app.extensions import db
-from app.keys import policy, tokens
+from app.keys import owner_alerts, policy, tokens
 from app.keys.core import KeyCore, key_core, settings
 from app.keys.lookup_cache import LookupCache
 from app.keys.models import ApiKey
@@ -273,6 +273,7 @@ def _suspend(key: VerifiedKey, actor: Actor, now: datetime) -> None:
                f"and is suspended until {until:%Y-%m-%d %H:%M} UTC.")
     audit.record("key.suspended", actor, key, message)
     db.session.add(Alert(kind="rate_limit_suspension", key_id=key.id, ip=actor.ip, message=message))
+    owner_alerts.key_suspended(key, until)
     commit(db.session)
 
 

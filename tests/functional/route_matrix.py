@@ -55,6 +55,7 @@ FACES = {
     "auth.account": SIGNED_IN,
     "auth.reset_calendar_link": SIGNED_IN,
     "auth.calendar_feed": CALENDAR,
+    "auth.notifications": SIGNED_IN,
     "dashboard.index": SIGNED_IN,
     "dashboard.create": SIGNED_IN,
     "dashboard.detail": SIGNED_IN,

@@ -14,9 +14,9 @@ from app.extensions import db
 from app.keys import service
 from app.keys.models import ApiKey
 from app.keys.reminders import send_due_reminders
-from app.mail.core import MailCore
 from tests.functional.keyhelpers import act_on_key, add_user, count, load_key, new_key
 from tests.functional.mail.conftest import mail_settings
+from tests.functional.mail.mail_helpers import delivered, text_of
 
 DAY = timedelta(days=1)
 
@@ -24,16 +24,6 @@ DAY = timedelta(days=1)
 def remind(app, now) -> int:
     with app.app_context():
         return send_due_reminders(now)
-
-
-def delivered(app, smtp) -> list:
-    """Deliver the outbox, then every message the SMTP server received so far."""
-    MailCore.of(app).sender.send_due()
-    return smtp.recorder.messages()
-
-
-def text_of(message) -> str:
-    return message.get_body(("plain",)).get_content()
 
 
 @pytest.fixture
@@ -68,7 +58,7 @@ def test_each_threshold_is_sent_once_as_the_clock_moves(keyed, smtp):
         assert "read:data" in text and "Last used:  never" in text and f"Key:        {display_start}..." in text
         assert token not in message.as_string()
         assert "You get this mail because you own the API key billing sync" in text
-        assert "https://keys.example.com/account" in text
+        assert "https://keys.example.com/account#notifications" in text
     assert count(app, "key_reminders") == 4
     assert len(delivered(app, smtp)) == 4  # nothing more to send
 
@@ -99,7 +89,8 @@ def test_no_reminder_for_a_revoked_or_disabled_key_or_an_inactive_owner(keyed, s
             db.session.commit()
     for days in (10, 35, 39.5, 40, 41):
         assert remind(app, start + days * DAY) == 0
-    assert delivered(app, smtp) == []
+    # The CLI's revoke or disable tells the owner (test_owner_alerts.py); no reminder follows it.
+    assert [m["Subject"] for m in delivered(app, smtp) if "expire" in m["Subject"]] == []
 
 
 def test_renewing_a_key_starts_its_reminders_over(keyed, smtp):
@@ -159,3 +150,18 @@ def test_flask_keys_remind_queues_what_is_due(keyed, smtp):
     assert second.output.strip() == "queued 0 expiry reminders"
     [message] = delivered(app, smtp)
     assert message["Subject"] == "Your API key billing sync expires in 7 days"
+
+
+def test_an_owner_who_switched_reminders_off_gets_none_and_the_next_one_after_switching_on(keyed, smtp):
+    app, start, user_id, _, _ = keyed
+    with app.app_context():
+        db.session.get(User, user_id).notify_expiry = False
+        db.session.commit()
+    assert remind(app, start + 10 * DAY) == 0  # the 30-day reminder is due, and not wanted
+    assert count(app, "key_reminders") == 0  # nor recorded as sent
+    with app.app_context():
+        db.session.get(User, user_id).notify_expiry = True
+        db.session.commit()
+    assert remind(app, start + 11 * DAY) == 1
+    [message] = delivered(app, smtp)
+    assert message["Subject"] == "Your API key billing sync expires in 30 days"
