@@ -141,7 +141,7 @@ def _init_counters(app: Flask):
 def _init_accounts(app: Flask, store) -> None:
     from app.accounts.core import AccountsCore
     from app.accounts.passwords import PasswordHasher
-    from app.accounts.throttle import LoginThrottle, RegistrationThrottle
+    from app.accounts.throttle import LoginThrottle, PasswordResetThrottle, RegistrationThrottle
 
     login_manager.init_app(app)
     _remember_cookie_only_when_sent(app)
@@ -155,6 +155,8 @@ def _init_accounts(app: Flask, store) -> None:
         login_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
                                      app.config["LOGIN_THROTTLE_PER_IP"]),
         registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
+        password_reset_throttle=PasswordResetThrottle(store, app.config["PASSWORD_RESET_THROTTLE_PER_ADDRESS"],
+                                                      app.config["PASSWORD_RESET_THROTTLE_PER_IP"]),
     ).install(app)
 
 

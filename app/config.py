@@ -201,6 +201,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REGISTRATION_THROTTLE_PER_IP", "10 per hour", _rate,
             "Account creations tried per client IP in a moving window. Registering tells whether an email "
             "has an account, so this also bounds how fast addresses can be probed."),
+    Setting("PASSWORD_RESET_THROTTLE_PER_ADDRESS", "3 per hour", _rate,
+            "Password-reset mails sent to one address in a moving window; past it the page answers the same and "
+            "sends nothing."),
+    Setting("PASSWORD_RESET_THROTTLE_PER_IP", "10 per hour", _rate,
+            "Password-reset requests per client IP in a moving window; past it the page answers 429."),
     Setting("PASSWORD_HASH_TIME_COST", "3", _whole(1, 100),
             "Argon2id iterations. With the memory cost, must reach OWASP's minimum."),
     Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _whole(8, 4 * 1024 * 1024),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.accounts.passwords import PasswordHasher
-from app.accounts.throttle import LoginThrottle, RegistrationThrottle
+from app.accounts.throttle import LoginThrottle, PasswordResetThrottle, RegistrationThrottle
 from app.extensions import AppPart
 
 
@@ -17,6 +17,7 @@ class AccountsCore(AppPart):
     hasher: PasswordHasher
     login_throttle: LoginThrottle
     registration_throttle: RegistrationThrottle
+    password_reset_throttle: PasswordResetThrottle
 
 
 def accounts_core() -> AccountsCore:

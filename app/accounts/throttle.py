@@ -1,8 +1,8 @@
-"""Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, and account
-creations per client IP.
+"""Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, account
+creations per client IP, and password-reset mails per address and per client IP.
 
-While the counter store (Redis) cannot be reached, counting raises StoreUnavailable: logins and registrations answer
-503 with Retry-After rather than go unthrottled.
+While the counter store (Redis) cannot be reached, counting raises StoreUnavailable: logins, registrations and
+password resets answer 503 with Retry-After rather than go unthrottled.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from app.counters import reachable
 
 NAMESPACE = "login-failures"
 REGISTRATION_NAMESPACE = "registrations"
+RESET_NAMESPACE = "reset-requests"
 
 
 class LoginThrottle:
@@ -65,7 +66,34 @@ class RegistrationThrottle:
     def attempt(self, ip: str) -> int:
         """Count one attempt from this IP: 0 when it may go ahead, else the seconds until one may."""
         with reachable(self._storage):
-            if self._limiter.hit(self._rule, REGISTRATION_NAMESPACE, ip):
-                return 0
-            reset = self._limiter.get_window_stats(self._rule, REGISTRATION_NAMESPACE, ip).reset_time
-        return max(1, math.ceil(reset - time.time()))
+            return _hit_or_wait(self._limiter, self._rule, REGISTRATION_NAMESPACE, ip)
+
+
+class PasswordResetThrottle:
+    """Reset mails asked for, per client IP (bounds how fast anyone can make Keyfob mail strangers) and per address
+    (bounds how many mails one inbox gets). Over the address's share the answer stays the same and nothing is sent,
+    so throttling cannot tell whether the address has an account."""
+
+    def __init__(self, storage: Storage, per_address: str, per_ip: str) -> None:
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._per_address = limits.parse(per_address)
+        self._per_ip = limits.parse(per_ip)
+
+    def attempt(self, ip: str) -> int:
+        """Count one request from this IP: 0 when it may go ahead, else the seconds until one may."""
+        with reachable(self._storage):
+            return _hit_or_wait(self._limiter, self._per_ip, RESET_NAMESPACE, "ip", ip)
+
+    def may_mail(self, email: str) -> bool:
+        """Count one mail to this (normalised) address: False when it has had its share for now."""
+        with reachable(self._storage):
+            return self._limiter.hit(self._per_address, RESET_NAMESPACE, "address", email)
+
+
+def _hit_or_wait(limiter: MovingWindowRateLimiter, rule: limits.RateLimitItem, *identifiers: str) -> int:
+    """Count one hit: 0 when it was within the rule, else the seconds until one will be."""
+    if limiter.hit(rule, *identifiers):
+        return 0
+    reset = limiter.get_window_stats(rule, *identifiers).reset_time
+    return max(1, math.ceil(reset - time.time()))

@@ -44,6 +44,8 @@ FACES = {
     "auth.login": PUBLIC,
     "auth.register": PUBLIC,
     "auth.logout": PUBLIC,  # anyone may post it; it ends the session there is, if any
+    "auth.forgot_password": PUBLIC,
+    "auth.reset_password": PUBLIC,  # for whoever holds a mailed link
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
     "dashboard.index": SIGNED_IN,
@@ -307,7 +309,9 @@ def check_security_headers(response) -> None:
         assert directive in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "same-origin"
+    # The password-reset page may have come from a mailed link: it sends no referrer at all.
+    private = response.request.path == "/reset-password"
+    assert headers["Referrer-Policy"] == ("no-referrer" if private else "same-origin")
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert "camera=()" in headers["Permissions-Policy"]
