@@ -53,6 +53,11 @@ class ResetLinkError(ValueError):
         self.malformed = malformed
 
 
+def by_mail_possible() -> bool:
+    """False when this Keyfob sends no mail (production without MAIL_URL): no reset link can reach anyone."""
+    return MailCore.current().sender is not None
+
+
 def reset_link(base_url: str, token: str) -> str:
     """The link a reset mail holds. The token rides in the query string, which the access log never writes
     (gunicorn.conf.py logs the path alone); the page moves it into the session at once (app/auth/password_reset.py)."""

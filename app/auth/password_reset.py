@@ -37,6 +37,8 @@ def _client() -> tuple[str, str]:
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password():
+    if not password_reset.by_mail_possible():
+        return render_template("auth/forgot_password.html", mail_off=True)
     sent_to = session.pop(SENT_KEY, None) if request.method == "GET" else None
     if isinstance(sent_to, str):
         # One answer whether or not the address has an account, and whether or not a mail went out.

@@ -111,6 +111,18 @@ def test_the_login_page_links_to_the_forgot_password_page(app):
     assert form.status_code == 200 and 'name="email"' in form.get_data(as_text=True)
 
 
+def test_without_mail_the_page_says_so_instead_of_promising_a_mail(apps):
+    app = apps(KEYFOB_ENV="production")  # no MAIL_URL: production sends no mail
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"  # the session cookie is Secure in production
+    page = client.get("/forgot-password")
+    assert page.status_code == 200 and "This Keyfob sends no mail" in page.get_data(as_text=True)
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    answer = client.post("/forgot-password", data={"csrf_token": token, "email": "ada@example.com"})
+    assert "This Keyfob sends no mail" in answer.get_data(as_text=True)
+    assert "Check your inbox" not in answer.get_data(as_text=True)
+
+
 def test_the_answer_is_the_same_for_a_known_an_unknown_and_an_inactive_address(mailing, smtp):
     with mailing.app_context():
         grace = service.create_user("grace@example.com", PASSWORD)
