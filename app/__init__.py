@@ -143,6 +143,8 @@ def _init_accounts(app: Flask, store) -> None:
     from app.accounts.passwords import PasswordHasher
     from app.accounts.throttle import (
         CONFIRMATION_RESENDS,
+        RESET_ADDRESS_NAMESPACE,
+        RESET_IP_NAMESPACE,
         SIGN_UP_NOTICES,
         AttemptThrottle,
         LoginThrottle,
@@ -163,6 +165,10 @@ def _init_accounts(app: Flask, store) -> None:
         registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
         confirmation_resends=AttemptThrottle(store, *CONFIRMATION_RESENDS),
         sign_up_notices=AttemptThrottle(store, *SIGN_UP_NOTICES),
+        password_resets_per_ip=AttemptThrottle(store, RESET_IP_NAMESPACE,
+                                               app.config["PASSWORD_RESET_THROTTLE_PER_IP"]),
+        password_resets_per_address=AttemptThrottle(store, RESET_ADDRESS_NAMESPACE,
+                                                    app.config["PASSWORD_RESET_THROTTLE_PER_ADDRESS"]),
     ).install(app)
 
 

@@ -206,6 +206,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Sign-up mails a link that confirms the address, and answers \"check your inbox\" whether or not the "
             "address has an account, so sign-up no longer tells. An account cannot create keys until its address is "
             "confirmed. Needs mail: in production, `MAIL_URL`."),
+    Setting("PASSWORD_RESET_THROTTLE_PER_ADDRESS", "3 per hour", _rate,
+            "Password-reset mails sent to one address in a moving window; past it the page answers the same and "
+            "sends nothing."),
+    Setting("PASSWORD_RESET_THROTTLE_PER_IP", "10 per hour", _rate,
+            "Password-reset requests per client IP in a moving window; past it the page answers 429."),
     Setting("PASSWORD_HASH_TIME_COST", "3", _whole(1, 100),
             "Argon2id iterations. With the memory cost, must reach OWASP's minimum."),
     Setting("PASSWORD_HASH_MEMORY_KIB", "65536", _whole(8, 4 * 1024 * 1024),

@@ -19,6 +19,10 @@ class AccountsCore(AppPart):
     registration_throttle: RegistrationThrottle
     confirmation_resends: AttemptThrottle  # per account (app/accounts/confirmation.py)
     sign_up_notices: AttemptThrottle  # per address
+    # Password-reset requests per client IP (past it: 429), and reset mails per address (past it: the same answer,
+    # nothing sent, so the throttle cannot tell whether the address has an account).
+    password_resets_per_ip: AttemptThrottle
+    password_resets_per_address: AttemptThrottle
 
 
 def accounts_core() -> AccountsCore:

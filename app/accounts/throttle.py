@@ -1,8 +1,9 @@
 """Throttles in moving windows (no permanent lockout): failed logins per account and per client IP, account
-creations per client IP, and the mails address confirmation sends per account and per address.
+creations per client IP, the mails address confirmation sends per account and per address, and password-reset
+mails per address and per client IP.
 
-While the counter store (Redis) cannot be reached, counting raises StoreUnavailable: logins and registrations answer
-503 with Retry-After rather than go unthrottled.
+While the counter store (Redis) cannot be reached, counting raises StoreUnavailable: logins, registrations and
+password resets answer 503 with Retry-After rather than go unthrottled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.counters import reachable
 
 NAMESPACE = "login-failures"
 REGISTRATION_NAMESPACE = "registrations"
+RESET_NAMESPACE = "reset-requests"
 
 
 class LoginThrottle:
@@ -88,3 +90,4 @@ class RegistrationThrottle(AttemptThrottle):
 # account and per address, so neither can be turned into a mail bomb.
 CONFIRMATION_RESENDS = ("confirmation-resends", "1 per minute", "10 per day")
 SIGN_UP_NOTICES = ("sign-up-notices", "1 per hour")
+RESET_IP_NAMESPACE, RESET_ADDRESS_NAMESPACE = "password-resets-ip", "password-resets-address"

@@ -1,7 +1,14 @@
-"""The sign-in face: register, log in, log out, the account page, and the expiry calendar feed."""
+"""The sign-in face: register, log in, log out, forgotten passwords, the account page, and the expiry calendar
+feed."""
 
 from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from app.auth import calendar, confirmation, notifications, routes  # noqa: E402,F401  (routes attach themselves to bp)
+from app.auth import (  # noqa: E402,F401  (routes attach themselves to bp)
+    calendar,
+    confirmation,
+    notifications,
+    password_reset,
+    routes,
+)

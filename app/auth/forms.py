@@ -17,31 +17,65 @@ class LoginForm(Form):
     next = HiddenField()
 
 
-class RegisterForm(Form):
-    email = EmailField("Email", validators=[InputRequired("Enter your email address."), Length(max=254)],
-                       render_kw={"autocomplete": "email", "autofocus": True})
-    password = PasswordField(
-        "Password",
+def _new_password(label: str = "Password") -> PasswordField:
+    return PasswordField(
+        label,
         validators=[InputRequired("Choose a password.")],
         description=f"At least {MIN_LENGTH} characters; {RECOMMENDED_LENGTH} or more is better. "
                     "A passphrase of a few words works well.",
         render_kw={"autocomplete": "new-password", "minlength": MIN_LENGTH, "maxlength": MAX_LENGTH},
     )
-    confirm = PasswordField(
+
+
+def _repeated_password() -> PasswordField:
+    return PasswordField(
         "Repeat password",
         validators=[InputRequired("Repeat the password."), EqualTo("password", "The passwords do not match.")],
         render_kw={"autocomplete": "new-password"},
     )
+
+
+def _checked_email(field) -> None:
+    try:
+        normalise_email(field.data or "")
+    except AccountError as error:
+        raise ValidationError(error.message) from None
+
+
+class RegisterForm(Form):
+    email = EmailField("Email", validators=[InputRequired("Enter your email address."), Length(max=254)],
+                       render_kw={"autocomplete": "email", "autofocus": True})
+    password = _new_password()
+    confirm = _repeated_password()
     next = HiddenField()
 
     def validate_email(self, field) -> None:
-        try:
-            normalise_email(field.data or "")
-        except AccountError as error:
-            raise ValidationError(error.message) from None
+        _checked_email(field)
 
     def validate_password(self, field) -> None:
         problem = password_problem(field.data or "", self.email.data)
+        if problem:
+            raise ValidationError(problem)
+
+
+class ForgotPasswordForm(Form):
+    email = EmailField("Email", validators=[InputRequired("Enter your email address."), Length(max=254)],
+                       render_kw={"autocomplete": "email", "autofocus": True})
+
+    def validate_email(self, field) -> None:
+        _checked_email(field)
+
+
+class ResetPasswordForm(Form):
+    """The new password, checked by the same rules as at sign-up against the address of the account it is for
+    (`account_email`, set by the view)."""
+
+    password = _new_password("New password")
+    confirm = _repeated_password()
+    account_email: str | None = None
+
+    def validate_password(self, field) -> None:
+        problem = password_problem(field.data or "", self.account_email)
         if problem:
             raise ValidationError(problem)
 

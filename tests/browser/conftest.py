@@ -87,10 +87,18 @@ def htmx_js() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def live_app(tmp_path_factory) -> Iterator[tuple[Flask, str]]:
+def live_settings() -> dict:
+    """Settings of the live app besides the test configuration: a module overrides this fixture to change them (to
+    send mail to its own SMTP server, for instance)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory, live_settings: dict) -> Iterator[tuple[Flask, str]]:
     """The app on a fresh database, served on a free local port; yields the app (to set up data) and base URL."""
     factory = AppFactory(tmp_path_factory.mktemp("live"))
-    app = factory(USAGE_FLUSH_SECONDS="1")  # not quiet: the pages show the usage the background flush writes
+    # Not quiet: the pages show the usage the background flush writes.
+    app = factory(**{"USAGE_FLUSH_SECONDS": "1", **live_settings})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()

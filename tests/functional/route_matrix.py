@@ -51,6 +51,8 @@ FACES = {
     "auth.confirmation_page": PUBLIC,  # the mailed link: whoever holds it (FIXED_ARGUMENTS has a valid one)
     "auth.confirm_address": PUBLIC,
     "auth.resend_confirmation": SIGNED_IN,
+    "auth.forgot_password": PUBLIC,
+    "auth.reset_password": PUBLIC,  # for whoever holds a mailed link
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
     "auth.reset_calendar_link": SIGNED_IN,
@@ -327,8 +329,9 @@ def check_security_headers(response) -> None:
         assert directive in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert headers["X-Content-Type-Options"] == "nosniff"
-    # no-referrer (stricter) on pages whose URL holds a secret, such as a mailed link's.
-    assert headers["Referrer-Policy"] in ("same-origin", "no-referrer")
+    # no-referrer (stricter) on pages whose URL holds, or held, a secret, such as a mailed link's.
+    private = response.request.path == "/reset-password"
+    assert headers["Referrer-Policy"] in (("no-referrer",) if private else ("same-origin", "no-referrer"))
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert "camera=()" in headers["Permissions-Policy"]
