@@ -141,7 +141,8 @@ def _init_counters(app: Flask):
 def _init_accounts(app: Flask, store) -> None:
     from app.accounts.core import AccountsCore
     from app.accounts.passwords import PasswordHasher
-    from app.accounts.throttle import LoginThrottle, RegistrationThrottle
+    from app.accounts.throttle import SECOND_STEP_NAMESPACE, LoginThrottle, RegistrationThrottle
+    from app.accounts.two_factor import TwoFactorSettings
 
     login_manager.init_app(app)
     _remember_cookie_only_when_sent(app)
@@ -154,8 +155,12 @@ def _init_accounts(app: Flask, store) -> None:
                               parallelism=app.config["PASSWORD_HASH_PARALLELISM"]),
         login_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
                                      app.config["LOGIN_THROTTLE_PER_IP"]),
+        # The second step is throttled like the first, with counters of its own.
+        second_step_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
+                                           app.config["LOGIN_THROTTLE_PER_IP"], SECOND_STEP_NAMESPACE),
         registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
     ).install(app)
+    TwoFactorSettings.from_config(app.config).install(app)
 
 
 def _remember_cookie_only_when_sent(app: Flask) -> None:

@@ -195,6 +195,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Failed logins allowed per email address in a moving window."),
     Setting("LOGIN_THROTTLE_PER_IP", "20 per 5 minutes", _rate,
             "Failed logins allowed per client IP in a moving window."),
+    Setting("TWO_FACTOR_FOR_ADMINS", "true", _boolean,
+            "Admins must sign in with a second factor (an authenticator app's code): an admin without one is sent "
+            "to set it up before any admin page opens."),
+    Setting("TWO_FACTOR_FOR_EVERYONE", "false", _boolean,
+            "Everyone must sign in with a second factor: a user without one is sent to set it up before the "
+            "dashboard opens."),
     Setting("ALLOW_REGISTRATION", "true", _boolean,
             "Let anyone who can reach Keyfob create an account at /register. Turn it off once your team has "
             "signed up: accounts are then made with `flask users create`."),

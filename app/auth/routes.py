@@ -13,6 +13,7 @@ from app.accounts.models import User
 from app.auth import bp
 from app.auth.forms import LoginForm, LogoutForm, RegisterForm
 from app.auth.redirects import safe_next
+from app.auth.second_factor import after_password
 from app.errors import error_response
 from app.extensions import db, login_manager
 
@@ -102,8 +103,7 @@ def login():
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             throttle.record_success(account)
-            _begin_session(user)
-            return redirect(_after_login(form))
+            return after_password(user, form.next.data)  # signed in, or on to the second step
         throttle.record_failure(account, ip)
         form.form_errors.append("The email or password is incorrect.")
     return _form_page("auth/login.html", form)

@@ -44,8 +44,12 @@ FACES = {
     "auth.login": PUBLIC,
     "auth.register": PUBLIC,
     "auth.logout": PUBLIC,  # anyone may post it; it ends the session there is, if any
+    "auth.second_step": PUBLIC,  # it asks for the sign-in its password step began, and sends anyone else to /login
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
+    "auth.two_factor_enrol": SIGNED_IN,
+    "auth.two_factor_disable": SIGNED_IN,
+    "auth.recovery_codes": SIGNED_IN,
     "dashboard.index": SIGNED_IN,
     "dashboard.create": SIGNED_IN,
     "dashboard.detail": SIGNED_IN,
@@ -69,6 +73,7 @@ FACES = {
     "admin.lift_suspension": ADMIN,
     "admin.acknowledge_alert": ADMIN,
     "admin.change_user": ADMIN,
+    "admin.reset_two_factor": ADMIN,
     "admin.verifiers": ADMIN,
     "admin.rotate_verifier": ADMIN,
     "admin.revoke_verifier": ADMIN,
