@@ -217,8 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             "key but makes keys with the old prefix unusable."),
     Setting("KEY_PEPPER", None, _text,
             "Server-side secret mixed into every stored key digest (HMAC-SHA256). Required in production (32+ "
-            "characters); in development generated once into `instance/key_pepper`. Changing it invalidates every "
-            "key."),
+            "characters); in development generated once into `instance/key_pepper`. Also keys the stored secrets of "
+            "authenticator apps (two-factor sign-in). Changing it invalidates every key and every enrolled "
+            "authenticator."),
     Setting("MAX_KEY_LIFETIME_DAYS", "365", _whole(1, MAX_DAYS),
             "Longest expiry allowed at create, rotate and renew."),
     Setting("ALLOW_NON_EXPIRING_KEYS", "false", _boolean, "Allow keys without an expiry date."),

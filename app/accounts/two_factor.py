@@ -251,10 +251,10 @@ def _check(user: User, typed: str | None, now: datetime, actor) -> str:
         raise TwoFactorError("code", "That recovery code is not right, or it has been used already.")
     left = recovery_codes_left(user)
     audit.record("user.recovery_code_used", actor, detail=f"user:{user.id} {user.email} ({left} left)")
-    _mail(user, "A recovery code was used to sign in to Keyfob",
-          f"One of your recovery codes was just used to pass the second step of signing in to Keyfob as "
-          f"{user.email}. You have {left} left.\n\nIf this was not you, change your password and make a new set "
-          f"of recovery codes on your account page at once.")
+    _mail(user, "A recovery code of your Keyfob account was used",
+          f"One of the recovery codes of {user.email} was just used in place of a code from your authenticator app. "
+          f"You have {left} left.\n\nIf this was not you, change your password and make a new set of recovery codes "
+          f"on your account page at once.")
     return "recovery"
 
 

@@ -72,10 +72,11 @@ def second_step():
             _show_error(form, error)
         else:
             throttle.record_success(account)
-            if kind == "recovery":
+            response = complete_sign_in(user)
+            if kind == "recovery":  # after the session began: beginning it clears the session, flashes and all
                 flash(f"You used a recovery code: {core.recovery_codes_left(user)} left. Make a new set on your "
                       "account page when you run low.", "info")
-            return complete_sign_in(user)
+            return response
     return _page("auth/two_factor.html", form=form)
 
 
@@ -98,7 +99,7 @@ def _enrolment_secret() -> str:
 def _qr_code(uri: str) -> str:
     """The QR code as an SVG data: URI for an <img>: drawn on the server, so the page needs no script, and the
     Content-Security-Policy's img-src allows data: images."""
-    return segno.make(uri, error="m").svg_data_uri(scale=5, border=2, dark="#111")
+    return segno.make(uri, error="m").svg_data_uri(scale=5, border=4, dark="#111", light="#fff")
 
 
 @bp.route("/account/two-factor/enrol", methods=["GET", "POST"])
@@ -120,8 +121,9 @@ def two_factor_enrol():
             session.pop(ENROLMENT, None)
             return _page("account/two_factor_recovery_codes.html", no_store=True, codes=codes, enrolled=True,
                          next_page=safe_next(form.next.data) or url_for("auth.account"))
-    uri = core.otpauth_uri(secret, current_user.email, core.settings().issuer)
-    return _page("account/two_factor_enrol.html", no_store=True, form=form, qr_code=_qr_code(uri),
+    issuer = core.settings().issuer
+    return _page("account/two_factor_enrol.html", no_store=True, form=form, issuer=issuer,
+                 qr_code=_qr_code(core.otpauth_uri(secret, current_user.email, issuer)),
                  secret=core.grouped(secret), required=core.is_required(current_user))
 
 

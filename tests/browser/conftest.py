@@ -87,10 +87,12 @@ def htmx_js() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def live_app(tmp_path_factory) -> Iterator[tuple[Flask, str]]:
-    """The app on a fresh database, served on a free local port; yields the app (to set up data) and base URL."""
+def live_app(tmp_path_factory, request) -> Iterator[tuple[Flask, str]]:
+    """The app on a fresh database, served on a free local port; yields the app (to set up data) and base URL. A test
+    module's LIVE_APP_SETTINGS go on top of the test settings."""
     factory = AppFactory(tmp_path_factory.mktemp("live"))
-    app = factory(USAGE_FLUSH_SECONDS="1")  # not quiet: the pages show the usage the background flush writes
+    # Not quiet: the pages show the usage the background flush writes.
+    app = factory(USAGE_FLUSH_SECONDS="1", **getattr(request.module, "LIVE_APP_SETTINGS", {}))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
