@@ -145,11 +145,13 @@ def _init_accounts(app: Flask, store) -> None:
         CONFIRMATION_RESENDS,
         RESET_ADDRESS_NAMESPACE,
         RESET_IP_NAMESPACE,
+        SECOND_STEP_NAMESPACE,
         SIGN_UP_NOTICES,
         AttemptThrottle,
         LoginThrottle,
         RegistrationThrottle,
     )
+    from app.accounts.two_factor import TwoFactorSettings
 
     login_manager.init_app(app)
     _remember_cookie_only_when_sent(app)
@@ -162,6 +164,9 @@ def _init_accounts(app: Flask, store) -> None:
                               parallelism=app.config["PASSWORD_HASH_PARALLELISM"]),
         login_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
                                      app.config["LOGIN_THROTTLE_PER_IP"]),
+        # The second step is throttled like the first, with counters of its own.
+        second_step_throttle=LoginThrottle(store, app.config["LOGIN_THROTTLE_PER_ACCOUNT"],
+                                           app.config["LOGIN_THROTTLE_PER_IP"], SECOND_STEP_NAMESPACE),
         registration_throttle=RegistrationThrottle(store, app.config["REGISTRATION_THROTTLE_PER_IP"]),
         confirmation_resends=AttemptThrottle(store, *CONFIRMATION_RESENDS),
         sign_up_notices=AttemptThrottle(store, *SIGN_UP_NOTICES),
@@ -170,6 +175,7 @@ def _init_accounts(app: Flask, store) -> None:
         password_resets_per_address=AttemptThrottle(store, RESET_ADDRESS_NAMESPACE,
                                                     app.config["PASSWORD_RESET_THROTTLE_PER_ADDRESS"]),
     ).install(app)
+    TwoFactorSettings.from_config(app.config).install(app)
 
 
 def _remember_cookie_only_when_sent(app: Flask) -> None:

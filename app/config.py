@@ -195,6 +195,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Failed logins allowed per email address in a moving window."),
     Setting("LOGIN_THROTTLE_PER_IP", "20 per 5 minutes", _rate,
             "Failed logins allowed per client IP in a moving window."),
+    Setting("TWO_FACTOR_FOR_ADMINS", "true", _boolean,
+            "Admins must sign in with a second factor (an authenticator app's code): an admin without one is sent "
+            "to set it up before any admin page opens."),
+    Setting("TWO_FACTOR_FOR_EVERYONE", "false", _boolean,
+            "Everyone must sign in with a second factor: a user without one is sent to set it up before the "
+            "dashboard opens."),
     Setting("ALLOW_REGISTRATION", "true", _boolean,
             "Let anyone who can reach Keyfob create an account at /register. Turn it off once your team has "
             "signed up: accounts are then made with `flask users create`."),
@@ -221,8 +227,9 @@ SETTINGS: tuple[Setting, ...] = (
             "key but makes keys with the old prefix unusable."),
     Setting("KEY_PEPPER", None, _text,
             "Server-side secret mixed into every stored key digest (HMAC-SHA256). Required in production (32+ "
-            "characters); in development generated once into `instance/key_pepper`. Changing it invalidates every "
-            "key."),
+            "characters); in development generated once into `instance/key_pepper`. Also keys the stored secrets of "
+            "authenticator apps (two-factor sign-in). Changing it invalidates every key and every enrolled "
+            "authenticator."),
     Setting("MAX_KEY_LIFETIME_DAYS", "365", _whole(1, MAX_DAYS),
             "Longest expiry allowed at create, rotate and renew."),
     Setting("ALLOW_NON_EXPIRING_KEYS", "false", _boolean, "Allow keys without an expiry date."),

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.accounts.two_factor import must_enrol
 from app.bearer import bearer_token
 from app.errors import error_response
 
@@ -93,13 +94,17 @@ def _allowed() -> bool:
     presented = bearer_token()
     if token and presented is not None:
         return hmac.compare_digest(presented.encode(), token.encode())
-    return current_user.is_authenticated and current_user.is_admin
+    # An admin the policy asks for a second factor reads them once it is set up, as with every admin page.
+    return current_user.is_authenticated and current_user.is_admin and not must_enrol(current_user)
 
 
 @bp.get("/metrics")
 def metrics():
     if not _allowed():
         if current_user.is_authenticated and "HTTP_AUTHORIZATION" not in request.environ:
+            if current_user.is_admin:
+                return error_response(403, "two_factor_required", "Set up two-factor sign-in (your account page) "
+                                                                  "to read the metrics.")
             return error_response(403, "forbidden", "Only admins may read the metrics.")
         return error_response(401, "unauthorized", "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.",
                               headers={"WWW-Authenticate": 'Bearer realm="keyfob-metrics"'})

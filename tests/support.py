@@ -107,6 +107,9 @@ def _base_config(tmp_path, database: str) -> dict:
         # Tests sign many people up from 127.0.0.1; tests/functional/accounts/test_registration.py tests the real
         # bound.
         "REGISTRATION_THROTTLE_PER_IP": "1000 per hour",
+        # Most tests sign admins in with a password alone; tests/functional/accounts/test_two_factor_policy.py turns
+        # the production default (on) back on and proves every admin route asks for a second factor first.
+        "TWO_FACTOR_FOR_ADMINS": "false",
         **FAST_ARGON2,
     }
 

@@ -7,7 +7,7 @@ import os
 import click
 from flask.cli import AppGroup
 
-from app.accounts import service
+from app.accounts import service, two_factor
 from app.audit.service import Actor
 
 users_cli = AppGroup("users", help="Create, promote and list user accounts.")
@@ -70,3 +70,16 @@ def list_users() -> None:
         click.echo(f"{user.email}\t{'admin' if user.is_admin else 'user'}\t"
                    f"{'active' if user.is_active else 'inactive'}\t"
                    f"created {user.created_at:%Y-%m-%d}\tlast login {last}")
+
+
+@users_cli.command("reset-2fa")
+@click.argument("email")
+def reset_two_factor(email: str) -> None:
+    """Remove a user's second factor and recovery codes (they lost their phone): their password alone signs them in
+    until they set one up again. Audited as the CLI."""
+    user = _existing(email)
+    try:
+        two_factor.reset(user, actor=Actor.cli())
+    except two_factor.TwoFactorError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"reset the second factor of {user.email}")

@@ -16,6 +16,7 @@ class AccountsCore(AppPart):
 
     hasher: PasswordHasher
     login_throttle: LoginThrottle
+    second_step_throttle: LoginThrottle  # wrong codes at the second step of signing in (two-factor)
     registration_throttle: RegistrationThrottle
     confirmation_resends: AttemptThrottle  # per account (app/accounts/confirmation.py)
     sign_up_notices: AttemptThrottle  # per address

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import String, false, true
+from sqlalchemy import BigInteger, ForeignKey, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.database import UTCDateTime, utcnow
@@ -43,9 +43,28 @@ class User(UserMixin, db.Model):
     notify_suspension: Mapped[bool] = mapped_column(default=True, server_default=true())
     notify_new_network: Mapped[bool] = mapped_column(default=True, server_default=true())
     notify_admin_action: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Two-factor sign-in (app/accounts/two_factor.py): the authenticator's TOTP secret, AES-GCM encrypted under a key
+    # derived from KEY_PEPPER with the user id as associated data; when it was switched on (None: off); and the last
+    # 30-second time step a code was accepted for, so that no code is accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(128))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger())
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_nonce}"
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
+
+
+class RecoveryCode(db.Model):
+    """One of the ten single-use codes that pass the second step without the authenticator: only its HMAC-SHA256 is
+    kept, and used_at is set (once, by a conditional update) when it is spent."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

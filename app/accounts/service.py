@@ -79,8 +79,8 @@ def add_user(email: str, password: str, *, is_admin: bool = False, confirmed: bo
 def authenticate(email: str, password: str) -> User | None:
     """The active user with this email and password, or None. Runs the password hash exactly once either way.
 
-    On success it records the login time and re-hashes the password when the deployment's Argon2 parameters
-    have changed since it was stored.
+    On success it re-hashes the password when the deployment's Argon2 parameters have changed since it was stored.
+    The login time is recorded by record_login, once every step of signing in has passed.
     """
     user = find_user(email)
     stored = user.password_hash if user is not None and user.is_active else None
@@ -89,9 +89,14 @@ def authenticate(email: str, password: str) -> User | None:
     assert user is not None  # verify() is never true without a stored hash
     if hasher().needs_rehash(user.password_hash):
         user.password_hash = hasher().hash(password)
+        db.session.commit()
+    return user
+
+
+def record_login(user: User) -> None:
+    """Note that the user has just signed in (after the password, and the second step when they have one). Commits."""
     user.last_login_at = utcnow()
     db.session.commit()
-    return user
 
 
 def end_sessions(user: User) -> None:

@@ -18,13 +18,19 @@ from limits.strategies import MovingWindowRateLimiter
 from app.counters import reachable
 
 NAMESPACE = "login-failures"
+# Wrong codes at the second step of signing in, counted apart: a right password must not clear them.
+SECOND_STEP_NAMESPACE = "second-step-failures"
 REGISTRATION_NAMESPACE = "registrations"
 RESET_NAMESPACE = "reset-requests"
 
 
 class LoginThrottle:
-    def __init__(self, storage: Storage, per_account: str, per_ip: str) -> None:
+    """Failed attempts per account and per IP. One counts wrong passwords; another (namespace SECOND_STEP_NAMESPACE,
+    the account being the user id) wrong codes at the second step of signing in."""
+
+    def __init__(self, storage: Storage, per_account: str, per_ip: str, namespace: str = NAMESPACE) -> None:
         self._storage = storage
+        self._namespace = namespace
         self._limiter = MovingWindowRateLimiter(storage)
         self._rules = (("account", limits.parse(per_account)), ("ip", limits.parse(per_ip)))
 
@@ -37,8 +43,8 @@ class LoginThrottle:
         wait = 0.0
         with reachable(self._storage):
             for kind, rule in self._rules:
-                if not self._limiter.test(rule, NAMESPACE, kind, keys[kind]):
-                    reset = self._limiter.get_window_stats(rule, NAMESPACE, kind, keys[kind]).reset_time
+                if not self._limiter.test(rule, self._namespace, kind, keys[kind]):
+                    reset = self._limiter.get_window_stats(rule, self._namespace, kind, keys[kind]).reset_time
                     wait = max(wait, reset - time.time())
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
@@ -46,12 +52,12 @@ class LoginThrottle:
         keys = self._keys(email, ip)
         with reachable(self._storage):
             for kind, rule in self._rules:
-                self._limiter.hit(rule, NAMESPACE, kind, keys[kind])
+                self._limiter.hit(rule, self._namespace, kind, keys[kind])
 
     def record_success(self, email: str) -> None:
         """A correct password clears the account's failures (the IP's stay: one IP may try many accounts)."""
         with reachable(self._storage):
-            self._limiter.clear(self._rules[0][1], NAMESPACE, "account", email)
+            self._limiter.clear(self._rules[0][1], self._namespace, "account", email)
 
 
 class AttemptThrottle:

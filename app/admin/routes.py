@@ -20,6 +20,7 @@ from flask import (
 from flask_login import current_user
 
 from app.accounts import service as accounts
+from app.accounts import two_factor
 from app.accounts.models import User
 from app.actors import signed_in_person
 from app.admin import bp
@@ -28,6 +29,7 @@ from app.audit import queries as audit_queries
 from app.audit import service as audit
 from app.audit.models import Alert
 from app.auth.redirects import safe_next
+from app.auth.second_factor import enrolment_required
 from app.charts import CHART_DAYS, stacked_daily_chart
 from app.dashboard.forms import ActionForm, RevokeForm
 from app.database import MAX_ID, utcnow
@@ -53,7 +55,7 @@ def _require_admin():
         return login_manager.unauthorized()
     if not current_user.is_admin:
         abort(403)
-    return None
+    return enrolment_required()  # TWO_FACTOR_FOR_ADMINS: no admin page before a second factor is set up
 
 
 def _back(default: str) -> str:
@@ -257,6 +259,19 @@ def change_user(user_id: int, action: str):
         flash(error.message, "error")
         return redirect(url_for("admin.users"))
     flash(f"{action.capitalize()}d {user.email}.", "success")  # promoted, demoted, deactivated, reactivated
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/reset-two-factor")
+def reset_two_factor(user_id: int):
+    _checked_post()
+    user = _user(user_id)
+    try:
+        two_factor.reset(user, actor=signed_in_person())
+    except two_factor.TwoFactorError as error:
+        flash(error.message, "error")
+    else:
+        flash(f"Reset the second factor of {user.email}: their password alone signs them in now.", "success")
     return redirect(url_for("admin.users"))
 
 

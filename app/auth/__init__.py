@@ -11,4 +11,5 @@ from app.auth import (  # noqa: E402,F401  (routes attach themselves to bp)
     notifications,
     password_reset,
     routes,
+    two_factor,
 )

@@ -1,6 +1,6 @@
 """Sign-in forms. Each one carries its own CSRF token (Flask-WTF)."""
 
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, ValidationError
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField, ValidationError
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from app.accounts.passwords import MAX_LENGTH, MIN_LENGTH, RECOMMENDED_LENGTH, password_problem
@@ -120,3 +120,36 @@ class NotificationsForm(Form):
 
     def switches(self) -> dict[str, bool]:
         return {field.name: field.data for field in self if isinstance(field, Switch)}
+
+
+# -- two-factor sign-in (app/auth/two_factor.py) ---------------------------------------------------------------------
+# The codes are bounded here and parsed by the core (accounts.two_factor.parse_code), which says what is wrong.
+
+_CODE_KW = {"autocomplete": "one-time-code", "inputmode": "text", "autocapitalize": "off", "spellcheck": "false",
+            "maxlength": 64}
+
+
+class SecondStepForm(Form):
+    code = StringField("Code", validators=[InputRequired("Enter the code from your authenticator app.")],
+                       description="The 6 digits your authenticator app shows, or one of your recovery codes.",
+                       render_kw={**_CODE_KW, "autofocus": True})
+
+
+class EnrolForm(Form):
+    code = StringField("Code from the app", validators=[InputRequired("Enter the code the app shows.")],
+                       render_kw={**_CODE_KW, "inputmode": "numeric"})
+    next = HiddenField()
+
+
+class DisableTwoFactorForm(Form):
+    password = PasswordField("Password", validators=[InputRequired("Enter your password."), Length(max=MAX_LENGTH)],
+                             render_kw={"autocomplete": "current-password"})
+    code = StringField("Code", validators=[InputRequired("Enter a current code.")],
+                       description="From your authenticator app, or one of your recovery codes.", render_kw=_CODE_KW)
+
+
+class RecoveryCodesForm(Form):
+    proof = PasswordField("Password or a current code",
+                          validators=[InputRequired("Enter your password or a current code."),
+                                      Length(max=MAX_LENGTH)],
+                          render_kw={"autocomplete": "current-password"})

@@ -10,12 +10,14 @@ Every answer of the reset page sends `Referrer-Policy: no-referrer` and `Cache-C
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
 
 from app.accounts import password_reset
 from app.accounts.service import AccountError
 from app.auth import bp
 from app.auth.forms import ForgotPasswordForm, ResetPasswordForm
-from app.auth.routes import _begin_session, _duration, _form_page
+from app.auth.routes import _duration, _form_page
+from app.auth.second_factor import after_password
 
 SESSION_KEY = "password_reset_token"
 SENT_KEY = "password_reset_sent_to"
@@ -95,7 +97,12 @@ def reset_password():
         except AccountError as error:
             form[error.field].errors.append(error.message)
         else:
-            _begin_session(user)  # clears the session, the token with it
-            flash("Your password is changed and you are signed in. Every other session has ended.", "success")
-            return redirect(url_for("auth.index"))
+            # The link stands in for the password, not for a second factor: an account that has one is asked for
+            # it next. Either way the session is cleared, the token with it (so the flash comes after).
+            response = after_password(user, None)
+            flash("Your password is changed and you are signed in. Every other session has ended."
+                  if current_user.is_authenticated else
+                  "Your password is changed and every other session has ended. To sign in, enter a code from "
+                  "your authenticator app.", "success")
+            return response
     return _form_page("auth/reset_password.html", form)

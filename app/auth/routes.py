@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
 from app.accounts import confirmation, service
 from app.accounts.core import accounts_core
@@ -13,6 +13,7 @@ from app.accounts.models import User
 from app.auth import bp
 from app.auth.forms import LoginForm, LogoutForm, RegisterForm
 from app.auth.redirects import safe_next
+from app.auth.second_factor import after_password, begin_session
 from app.errors import error_response
 from app.extensions import db, login_manager
 
@@ -27,12 +28,6 @@ def load_user(session_user_id: str) -> User | None:
     if user is None or not user.is_active or not hmac.compare_digest(user.session_nonce, nonce):
         return None
     return user
-
-
-def _begin_session(user: User) -> None:
-    # A fresh session at login: nothing from before (a planted value, an old CSRF token) carries over.
-    session.clear()
-    login_user(user)
 
 
 def _after_login(form) -> str:
@@ -82,7 +77,7 @@ def register():
         except service.AccountError as error:
             form[error.field].errors.append(error.message)
         else:
-            _begin_session(user)
+            begin_session(user)
             flash("Welcome to Keyfob. Your account is ready.", "success")
             return redirect(_after_login(form))
     return _form_page("auth/register.html", form)
@@ -107,8 +102,7 @@ def login():
         user = service.authenticate(form.email.data, form.password.data)
         if user is not None:
             throttle.record_success(account)
-            _begin_session(user)
-            return redirect(_after_login(form))
+            return after_password(user, form.next.data)  # signed in, or on to the second step
         throttle.record_failure(account, ip)
         form.form_errors.append("The email or password is incorrect.")
     return _form_page("auth/login.html", form)

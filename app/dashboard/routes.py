@@ -13,6 +13,7 @@ from flask_login import current_user
 
 from app.actors import signed_in_person
 from app.auth.redirects import safe_next
+from app.auth.second_factor import enrolment_required
 from app.charts import CHART_DAYS, stacked_daily_chart
 from app.dashboard import bp
 from app.dashboard.forms import ActionForm, CreateKeyForm, KeySettingsForm, RevokeForm, RotateForm
@@ -34,7 +35,7 @@ LIST_FILTERS = ("live", *queries.STATUSES)
 def _require_login():
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
-    return None
+    return enrolment_required()  # TWO_FACTOR_FOR_EVERYONE (or an admin's own keys, under TWO_FACTOR_FOR_ADMINS)
 
 
 def _back(form, default: str | None = None) -> str:

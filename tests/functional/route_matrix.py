@@ -53,11 +53,15 @@ FACES = {
     "auth.resend_confirmation": SIGNED_IN,
     "auth.forgot_password": PUBLIC,
     "auth.reset_password": PUBLIC,  # for whoever holds a mailed link
+    "auth.second_step": PUBLIC,  # it asks for the sign-in its password step began, and sends anyone else to /login
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
     "auth.reset_calendar_link": SIGNED_IN,
     "auth.calendar_feed": CALENDAR,
     "auth.notifications": SIGNED_IN,
+    "auth.two_factor_enrol": SIGNED_IN,
+    "auth.two_factor_disable": SIGNED_IN,
+    "auth.recovery_codes": SIGNED_IN,
     "dashboard.index": SIGNED_IN,
     "dashboard.create": SIGNED_IN,
     "dashboard.detail": SIGNED_IN,
@@ -81,6 +85,7 @@ FACES = {
     "admin.lift_suspension": ADMIN,
     "admin.acknowledge_alert": ADMIN,
     "admin.change_user": ADMIN,
+    "admin.reset_two_factor": ADMIN,
     "admin.verifiers": ADMIN,
     "admin.rotate_verifier": ADMIN,
     "admin.revoke_verifier": ADMIN,

@@ -21,6 +21,7 @@ from tests.functional.keyhelpers import audit_rows, count, rows
 from tests.functional.mail import conftest as mail_fixtures
 from tests.functional.mail.conftest import mail_settings
 from tests.support import PASSWORD, AuthActions, count_hashing, csrf_token_from
+from tests.two_factor_support import code_for, enrol, second_step
 
 NEW_PASSWORD = "another sturdy passphrase"
 LINK = re.compile(re.escape(password_reset.reset_link("https://keys.example.com", "")) + r"(\S+)")
@@ -410,3 +411,18 @@ def test_tokens_signed_for_another_purpose_or_shape_or_user_are_refused(mailing,
         response = client_from(mailing).get(f"{password_reset.RESET_PATH}?token={token}")
         assert response.status_code == status, token
     assert _opened(mailing, link)  # the real link still works
+
+
+def test_a_reset_link_stands_in_for_the_password_only_not_the_second_factor(mailing, smtp):
+    secret, _ = enrol(mailing, stored(mailing, "id"))
+    client = _opened(mailing, mailed_link(mailing, smtp))
+
+    response = set_password(client)
+
+    assert response.status_code == 302 and response.headers["Location"] == "/login/two-factor"
+    assert client.get("/account").status_code == 302  # not signed in yet
+    step = client.get("/login/two-factor")
+    assert "enter a code from your authenticator app" in step.get_data(as_text=True)
+    assert second_step(client, code_for(secret)).status_code == 302
+    assert client.get("/account").status_code == 200
+    assert can_log_in(mailing, NEW_PASSWORD)

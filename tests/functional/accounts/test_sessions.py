@@ -153,10 +153,15 @@ def test_sign_up_never_sends_you_away(world, target):
 # with the page showing a new key or verifier credential once; a page opens (200), but for the index, which sends you
 # on.
 SHOWS_A_KEY = {"dashboard.create", "dashboard.rotate", "admin.verifiers", "admin.rotate_verifier"}
-SENDS_YOU_ON = {"auth.index"}
+# The two-factor pages of someone with no factor (or no sign-in waiting for its second step) send them on too; the
+# set-up form, posted without an authenticator's code, answers with its error.
+SENDS_YOU_ON = {"auth.index", "auth.second_step", "auth.two_factor_disable", "auth.recovery_codes"}
+ASKS_FOR_A_CODE = {"auth.two_factor_enrol"}
 
 
 def crawl_status(route) -> int:
+    if route.unsafe and route.endpoint in ASKS_FOR_A_CODE:
+        return 422
     return 302 if (route.unsafe and route.endpoint not in SHOWS_A_KEY) or route.endpoint in SENDS_YOU_ON else 200
 
 
