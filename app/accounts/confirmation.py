@@ -29,7 +29,6 @@ PURPOSE = "confirm-email"
 LINK_LIFETIME = timedelta(days=3)
 LINK_PATH = "/confirm-email/"
 # No switch stops these mails (they answer the address's own sign-up); the account page is the nearest setting.
-SETTINGS_LINK = "/account"
 LOGIN_PATH, RESET_PATH = "/login", "/forgot-password"
 
 
@@ -111,7 +110,7 @@ def _queue_link(user: User) -> None:
             f"Until then the account cannot create API keys. If it was not you, ignore this mail: the account stays "
             f"unconfirmed.\n")
     outbox.queue(user.email, "Confirm your address for Keyfob", text,
-                 reason="someone signed up at Keyfob with this address", settings_link=SETTINGS_LINK)
+                 reason="someone signed up at Keyfob with this address", settings_link=None)
 
 
 def _queue_notice(email: str) -> None:
@@ -122,4 +121,4 @@ def _queue_notice(email: str) -> None:
             f"Forgot your password? Set a new one: {base}{RESET_PATH}\n\n"
             "If it was not you, there is nothing to do.\n")
     outbox.queue(email, "Someone tried to sign up to Keyfob with your address", text,
-                 reason="someone tried to sign up at Keyfob with this address", settings_link=SETTINGS_LINK)
+                 reason="someone tried to sign up at Keyfob with this address", settings_link=None)

@@ -31,8 +31,7 @@ LINK_LIFETIME = timedelta(minutes=30)
 RESET_PATH = "/reset-password"
 # Nothing can turn reset mails off: one goes out only when someone asks, a few an hour at most per address. The
 # footer links to the account page, where the owner's other mails are switched.
-SETTINGS_LINK = "/account"
-REASON = "someone asked for it at sign-in; no setting turns these off"
+REASON = "someone asked for a password reset for this address"
 
 
 class ResetThrottled(Exception):
@@ -97,7 +96,7 @@ def request_reset(email: str, ip: str, user_agent: str | None = None, now: datet
     user.reset_nonce = secrets.token_urlsafe(16)
     link = reset_link(MailCore.current().base_url, signed_links.sign(PURPOSE, [user.id, user.reset_nonce]))
     subject, text = reset_mail(user.email, link, ip, now)
-    outbox.queue(user.email, subject, text, reason=REASON, settings_link=SETTINGS_LINK)
+    outbox.queue(user.email, subject, text, reason=REASON, settings_link=None)
     audit.record("user.password_reset_requested", Actor.user(user, ip, user_agent),
                  detail=f"user:{user.id} {user.email}")
     db.session.commit()

@@ -43,9 +43,8 @@ RECOVERY_CODE_LENGTH = 12  # characters of base32: 60 random bits
 MAX_CODE_INPUT = 64  # longer input is no code of ours: refused before any work
 STORED_FORMAT = "v1"  # how the secret is sealed, so that another way can follow
 ISSUER = "Keyfob"
-# Security mails about sign-in cannot be switched off: the account page (the settings link) is where the factor is.
-MAIL_REASON = "it is about signing in to your account; such mails cannot be switched off"
-SETTINGS_LINK = "/account"
+# Security mails about sign-in cannot be switched off (queued with no settings link: the footer says so).
+MAIL_REASON = "it is about signing in to your account"
 
 _TOTP_CODE = re.compile(r"[0-9]{6}")
 _RECOVERY_CODE = re.compile(r"[a-z2-7]{12}")
@@ -381,4 +380,4 @@ def reset(user: User, *, actor) -> None:
 
 def _mail(user: User, subject: str, text: str) -> None:
     """Tell the owner (in the current transaction, when mail is on)."""
-    outbox.queue(user.email, subject, text, reason=MAIL_REASON, settings_link=SETTINGS_LINK)
+    outbox.queue(user.email, subject, text, reason=MAIL_REASON, settings_link=None)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 MAX_SUBJECT = 200
 MAX_NAME = 64
 MAX_REASON = 80
+NO_SETTING = "No setting turns mails like this one off."
 # Every control character, CR and LF above all: in a header they would end it and start another.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
@@ -30,10 +31,11 @@ def header_text(value: str, limit: int) -> str:
     return " ".join(_CONTROL.sub(" ", str(value)).split())[:limit].strip()
 
 
-def queue(to: str, subject: str, text: str, html: str | None = None, *, reason: str, settings_link: str,
+def queue(to: str, subject: str, text: str, html: str | None = None, *, reason: str, settings_link: str | None,
           to_name: str | None = None) -> OutboxMessage | None:
     """Add a message to the outbox in the current transaction (the caller commits). `reason` ends "You get this
-    mail because ..."; `settings_link` is the path of the setting that stops it. ValueError for a bad address.
+    mail because ..."; `settings_link` is the path of the setting that stops it, or None for a mail no setting
+    stops (about the account's security, or asked for), which the footer then says. ValueError for a bad address.
     Returns None when mail is off (production without MAIL_URL)."""
     mail = MailCore.current()
     recipient = parse_address(to)
@@ -42,7 +44,7 @@ def queue(to: str, subject: str, text: str, html: str | None = None, *, reason: 
         return None
     subject = header_text(subject, MAX_SUBJECT)
     reason = header_text(reason, MAX_REASON)
-    link = mail.base_url + "/" + settings_link.lstrip("/")
+    link = None if settings_link is None else mail.base_url + "/" + settings_link.lstrip("/")
     message = EmailMessage()
     message["From"] = Address("Keyfob", addr_spec=mail.from_address)
     message["To"] = Address(header_text(to_name or "", MAX_NAME), addr_spec=recipient)
@@ -50,11 +52,12 @@ def queue(to: str, subject: str, text: str, html: str | None = None, *, reason: 
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = make_msgid(domain=mail.from_address.rpartition("@")[2])
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(f"{text.rstrip()}\n\n-- \nYou get this mail because {reason}.\n"
-                        f"To stop mails like this one: {link}\n")
+    stop = NO_SETTING if link is None else f"To stop mails like this one: {link}"
+    message.set_content(f"{text.rstrip()}\n\n-- \nYou get this mail because {reason}.\n{stop}\n")
     if html is not None:
-        message.add_alternative(f"{html}\n<hr>\n<p>You get this mail because {escape(reason)}. "
-                                f"<a href=\"{escape(link)}\">Stop mails like this one</a>.</p>\n", subtype="html")
+        stop = NO_SETTING if link is None else f"<a href=\"{escape(link)}\">Stop mails like this one</a>."
+        message.add_alternative(f"{html}\n<hr>\n<p>You get this mail because {escape(reason)}. {stop}</p>\n",
+                                subtype="html")
     row = OutboxMessage(recipient=recipient, sender=mail.from_address, subject=subject, reason=reason,
                         raw=message.as_string(policy=SMTP), next_attempt_at=utcnow())
     db.session.add(row)

@@ -153,8 +153,8 @@ def test_the_mail_says_why_it_came_and_holds_no_secret_but_the_link(mailing, smt
     assert "Someone, probably you, asked to reset the password of the Keyfob account ada@example.com" in text
     assert "from the IP address 203.0.113.7" in text and "within 30 minutes" in text
     assert "If it was not you, ignore this mail" in text
-    assert "You get this mail because someone asked for it at sign-in; no setting turns these off." in text
-    assert "https://keys.example.com/account" in text
+    assert "You get this mail because someone asked for a password reset for this address." in text
+    assert "No setting turns mails like this one off." in text and "To stop mails" not in text
     assert len(LINK.findall(text)) == 1
     raw = smtp.recorder.received[0][2].decode()
     assert PASSWORD not in raw and stored(mailing, "password_hash") not in raw

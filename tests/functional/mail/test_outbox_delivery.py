@@ -132,3 +132,17 @@ def test_a_bad_recipient_is_refused_before_anything_is_queued(apps, smtp, addres
     with pytest.raises(ValueError, match="e-mail address"):
         _queue_one(app, to=address)
     assert _outbox(app) == []
+
+
+def test_a_mail_no_setting_stops_says_so_instead_of_linking_to_one(apps, smtp):
+    app = apps(**mail_settings(smtp))
+    _queue_one(app, settings_link=None, reason="it is about signing in to your account", html="<p>Signed in.</p>")
+
+    MailCore.of(app).sender.send_due()
+
+    [message] = smtp.recorder.messages()
+    for part in ("plain", "html"):
+        body = message.get_body((part,)).get_content()
+        assert "You get this mail because it is about signing in to your account." in body
+        assert "No setting turns mails like this one off." in body
+        assert "Stop mails" not in body and "To stop mails" not in body and "https://keys.example.com" not in body

@@ -37,7 +37,7 @@ def test_the_owner_is_told_of_each_change_to_their_second_factor(apps, smtp):
     assert enabled["To"] == "ada@example.com"
     assert enabled["Subject"] == "Two-factor sign-in is on for your Keyfob account"
     body = text_of(enabled)
-    assert "cannot be switched off" in body and "https://keys.example.com/account" in body
+    assert "No setting turns mails like this one off." in body and "To stop mails" not in body
     assert secret not in body and not any(code in body for code in codes)
 
     client = app.test_client()
