@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-from flask import current_app, flash, jsonify, redirect, request, session, url_for
+from flask import abort, current_app, flash, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from app.accounts import passkeys as core
@@ -92,8 +92,7 @@ def passkey_new():
 def passkey_remove(passkey_id: int):
     passkey = next((p for p in core.passkeys_of(current_user) if p.id == passkey_id), None)
     if passkey is None:
-        flash("That passkey is not one of yours (or was removed already).", "info")
-        return redirect(url_for("auth.account"))
+        abort(404)  # none, or someone else's: the same answer, so an id says nothing about other accounts
     form = RemovePasskeyForm()
     if form.validate_on_submit():
         try:

@@ -14,8 +14,8 @@ from app.accounts import service
 from app.accounts.models import Passkey
 from app.extensions import db
 from tests.passkey_support import ORIGIN, SoftAuthenticator, options, post_assertion, register, sign_in, sign_in_options
-from tests.support import PASSWORD, csrf_token_from
-from tests.two_factor_support import audit_events
+from tests.support import PASSWORD, AuthActions, csrf_token_from
+from tests.two_factor_support import audit_events, code_for, enrol, second_step
 
 
 @pytest.fixture
@@ -255,3 +255,30 @@ def test_the_options_endpoints_answer_json_refusals(apps, app, client, auth, use
     refused = options(other, "/account/passkeys/options", token)
     assert refused.status_code == 409 and "PUBLIC_BASE_URL" in refused.get_json()["error"]["message"]
     assert "Passkeys are off on this Keyfob: PUBLIC_BASE_URL is not set" in text(other.get("/account"))
+
+
+def test_failed_passkey_steps_and_wrong_codes_share_one_throttle(apps):
+    app = apps(PUBLIC_BASE_URL=ORIGIN, LOGIN_THROTTLE_PER_ACCOUNT="3 per 5 minutes")
+    with app.app_context():
+        user_id = service.create_user("ada@example.com", PASSWORD).id
+    secret, _ = enrol(app, user_id)
+    client = app.test_client()
+    auth = AuthActions(client)
+    authenticator = SoftAuthenticator()
+    auth.login()
+    assert second_step(client, code_for(secret)).status_code == 302
+    assert register(client, authenticator).status_code == 302
+    auth.logout()
+
+    auth.login()
+    step = text(client.get("/login/two-factor"))
+    assert 'name="code"' in step and "Use a passkey" in step  # both are offered
+    authenticator.origin = "https://keyfob.example.net"
+    assert sign_in(client, authenticator).status_code == 422
+    assert sign_in(client, authenticator).status_code == 422
+    assert second_step(client, "000000" if code_for(secret) != "000000" else "111111").status_code == 422
+    authenticator.origin = ORIGIN
+    throttled = sign_in(client, authenticator)  # even the right passkey now waits
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert not signed_in(client)
+    assert len(audit_events(app, "user.two_factor_failed")) == 3
