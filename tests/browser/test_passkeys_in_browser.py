@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from app.accounts import service
 from app.accounts.models import Passkey
 from app.extensions import db
-from tests.browser.people import htmx_is_running, log_in, log_out, submit
+from tests.browser.people import htmx_is_running, log_in, log_out
 
 pytestmark = pytest.mark.browser
 
