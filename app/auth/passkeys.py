@@ -110,7 +110,8 @@ def passkey_remove(passkey_id: int):
 # -- the second step of signing in -----------------------------------------------------------------------------------
 
 def _no_pending():
-    return jsonify(error={"code": "no_sign_in", "message": "No sign-in waits for a second step: log in again."}), 401
+    # 409, not 401: nothing is wrong with who asks; the sign-in this belongs to is not (or no longer) there.
+    return jsonify(error={"code": "no_sign_in", "message": "No sign-in waits for a second step: log in again."}), 409
 
 
 @bp.post("/login/two-factor/passkey/options")

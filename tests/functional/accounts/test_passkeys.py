@@ -241,7 +241,7 @@ def test_the_options_endpoints_answer_json_refusals(apps, app, client, auth, use
     assert options(client, "/login/two-factor/passkey/options", "x").status_code == 400  # no CSRF token
     token = csrf_token_from(text(client.get("/login")))
     none = options(client, "/login/two-factor/passkey/options", token)
-    assert none.status_code == 401 and none.get_json()["error"]["code"] == "no_sign_in"
+    assert none.status_code == 409 and none.get_json()["error"]["code"] == "no_sign_in"
     cross = client.post("/account/passkeys/options", headers={"X-CSRFToken": token, "Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403
 
