@@ -85,4 +85,13 @@
     var button = event.target.closest("[data-passkey-start]");
     if (button) start(button.closest("form[data-passkey]"), button);
   });
+  // Enter in the name field submits the form: run the ceremony instead of posting a form with no answer. Caught on
+  // the way down, before htmx's boost (on the form itself) sends it.
+  window.addEventListener("submit", function (event) {
+    var form = event.target, button = form.querySelector && form.querySelector("[data-passkey-start]");
+    if (!form.matches("form[data-passkey]") || !button || button.hidden) return;
+    event.preventDefault();
+    event.stopPropagation();
+    if (!button.disabled) start(form, button);
+  }, true);
 })();

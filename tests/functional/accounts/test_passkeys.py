@@ -282,3 +282,11 @@ def test_failed_passkey_steps_and_wrong_codes_share_one_throttle(apps):
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
     assert not signed_in(client)
     assert len(audit_events(app, "user.two_factor_failed")) == 3
+
+
+def test_a_reset_by_the_cli_removes_the_passkeys_too(app, user, registered):
+    result = app.test_cli_runner().invoke(args=["users", "reset-2fa", "ada@example.com"])
+    assert result.exit_code == 0, result.output
+    assert passkeys(app, user) == []
+    [event] = audit_events(app, "user.two_factor_reset")
+    assert event.actor == "cli"
