@@ -163,9 +163,12 @@ def two_factor_disable():
         except core.TwoFactorError as error:
             _show_error(form, error)
         else:
-            flash("Two-factor sign-in is off: your password alone signs you in now.", "success")
+            flash("The authenticator app is off: your passkeys still pass the second step."
+                  if core.has_second_factor(current_user)
+                  else "Two-factor sign-in is off: your password alone signs you in now.", "success")
             return redirect(url_for("auth.account"))
-    return _page("account/two_factor_disable.html", form=form, required=core.is_required(current_user))
+    return _page("account/two_factor_disable.html", form=form, required=core.is_required(current_user),
+                 passkeys=passkeys.count(current_user))
 
 
 @bp.route("/account/two-factor/recovery-codes", methods=["GET", "POST"])

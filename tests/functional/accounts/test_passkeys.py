@@ -290,3 +290,17 @@ def test_a_reset_by_the_cli_removes_the_passkeys_too(app, user, registered):
     assert passkeys(app, user) == []
     [event] = audit_events(app, "user.two_factor_reset")
     assert event.actor == "cli"
+
+
+def test_switching_the_authenticator_off_leaves_the_passkeys_as_the_second_step(app, client, auth, user, registered):
+    secret, _ = enrol(app, user)
+    auth.login()
+    assert sign_in(client, registered).status_code == 302
+    page = client.get("/account/two-factor/disable")
+    assert "your passkeys still pass the second step" in text(page)
+    off = client.post("/account/two-factor/disable", data={"csrf_token": csrf_token_from(text(page)),
+                                                           "password": PASSWORD, "code": code_for(secret)})
+    assert off.status_code == 302
+    assert "your passkeys still pass the second step" in text(client.get("/account"))
+    auth.logout()
+    assert auth.login().headers["Location"] == "/login/two-factor"
