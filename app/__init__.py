@@ -140,6 +140,7 @@ def _init_counters(app: Flask):
 
 def _init_accounts(app: Flask, store) -> None:
     from app.accounts.core import AccountsCore
+    from app.accounts.passkeys import PasskeySettings
     from app.accounts.passwords import PasswordHasher
     from app.accounts.throttle import (
         CONFIRMATION_RESENDS,
@@ -176,6 +177,7 @@ def _init_accounts(app: Flask, store) -> None:
                                                     app.config["PASSWORD_RESET_THROTTLE_PER_ADDRESS"]),
     ).install(app)
     TwoFactorSettings.from_config(app.config).install(app)
+    PasskeySettings.from_config(app.config).install(app)
 
 
 def _remember_cookie_only_when_sent(app: Flask) -> None:

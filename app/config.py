@@ -273,7 +273,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAIL_FROM", None, _mail_address, "The From address of Keyfob's mail. Required with `MAIL_URL`."),
     Setting("PUBLIC_BASE_URL", None, _public_base_url,
             "Where people reach Keyfob, such as `https://keys.example.com`: links in mail start with it. Required "
-            "with `MAIL_URL`; in development `http://127.0.0.1:5000`."),
+            "with `MAIL_URL`; in development `http://127.0.0.1:5000`. Passkeys are bound to its host and origin: "
+            "they need it set, to a domain name (not an IP address), over HTTPS or on `localhost`."),
     Setting("MAIL_SEND_SECONDS", "10", _seconds,
             "How often each process's sender looks for mail that is due (once it has queued some); "
             "`flask mail send` sends what is due at once."),

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, String, false, true
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.database import UTCDateTime, utcnow
@@ -68,3 +68,23 @@ class RecoveryCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Passkey(db.Model):
+    """A WebAuthn credential (a passkey) that passes the second step of signing in (app/accounts/passkeys.py): its
+    id and COSE public key as the authenticator gave them at registration, the signature counter last seen (0 for
+    authenticators that keep none), and a name its owner chose."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The credential id, base64url without padding (as WebAuthn's JSON carries it): at most 1023 bytes raw.
+    credential_id: Mapped[str] = mapped_column(String(1366), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    transports: Mapped[str] = mapped_column(String(128), default="")  # comma-separated hints: "internal,hybrid"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Moved forward by each accepted assertion, with a conditional update: a challenge issued before it is stale.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, func, or_, select, update
 
 from app.accounts.core import accounts_core
-from app.accounts.models import RecoveryCode, User
+from app.accounts.models import Passkey, RecoveryCode, User
 from app.audit import service as audit
 from app.database import utcnow
 from app.extensions import AppPart, db
@@ -185,7 +185,15 @@ def shown_recovery_code(code: str) -> str:
 # -- the account's state ---------------------------------------------------------------------------------------------
 
 def is_enabled(user: User) -> bool:
+    """Whether the authenticator app (TOTP) is on."""
     return user.totp_enabled_at is not None
+
+
+def has_second_factor(user: User) -> bool:
+    """Whether signing in asks this user for a second step: an authenticator app, or a passkey
+    (app/accounts/passkeys.py), or both."""
+    return is_enabled(user) or db.session.scalar(select(Passkey.id).where(Passkey.user_id == user.id).limit(1)) \
+        is not None
 
 
 def is_required(user: User) -> bool:
@@ -196,7 +204,7 @@ def is_required(user: User) -> bool:
 
 def must_enrol(user: User) -> bool:
     """The policy asks for a second factor this user has not set up: they are sent to set it up first."""
-    return is_required(user) and not is_enabled(user)
+    return is_required(user) and not has_second_factor(user)
 
 
 def recovery_codes_left(user: User) -> int:
@@ -250,7 +258,7 @@ def _check(user: User, typed: str | None, now: datetime, actor) -> str:
         raise TwoFactorError("code", "That recovery code is not right, or it has been used already.")
     left = recovery_codes_left(user)
     audit.record("user.recovery_code_used", actor, detail=f"user:{user.id} {user.email} ({left} left)")
-    _mail(user, "A recovery code of your Keyfob account was used",
+    mail_owner(user, "A recovery code of your Keyfob account was used",
           f"One of the recovery codes of {user.email} was just used in place of a code from your authenticator app. "
           f"You have {left} left.\n\nIf this was not you, change your password and make a new set of recovery codes "
           f"on your account page at once.")
@@ -305,7 +313,7 @@ def enable(user: User, secret: str, typed: str | None, *, actor, now: datetime |
     user.totp_last_step = step  # the confirming code cannot sign in as well
     codes = _issue_recovery_codes(user, now)
     audit.record("user.two_factor_enabled", actor, detail=f"user:{user.id} {user.email}")
-    _mail(user, "Two-factor sign-in is on for your Keyfob account",
+    mail_owner(user, "Two-factor sign-in is on for your Keyfob account",
           f"An authenticator app was just set up as the second step of signing in to Keyfob as {user.email}, with "
           f"ten recovery codes.\n\nIf this was not you, someone has your password: change it, and ask an admin to "
           f"reset your second factor.")
@@ -331,10 +339,23 @@ def disable(user: User, password: str | None, typed: str | None, *, actor, now: 
     _checked(user, typed, now, actor)
     _clear(user)
     audit.record("user.two_factor_disabled", actor, detail=f"user:{user.id} {user.email}")
-    _mail(user, "Two-factor sign-in is off for your Keyfob account",
+    mail_owner(user, "Two-factor sign-in is off for your Keyfob account",
           f"Two-factor sign-in was just switched off for {user.email}: your password alone signs you in now.\n\n"
           f"If this was not you, change your password and switch it on again from your account page.")
     db.session.commit()
+
+
+def prove_password_or_code(user: User, proof: str | None, now: datetime) -> None:
+    """Check that `proof` is the user's password or a current authenticator code (a code's step is then spent, in
+    the current transaction); TwoFactorError("proof") otherwise."""
+    proof = (proof or "")[:1024]
+    compact = _SEPARATORS.sub("", proof)
+    if _TOTP_CODE.fullmatch(compact) and is_enabled(user):  # no password is six digits (passwords.MIN_LENGTH)
+        if not verify_code(user, compact, now):
+            db.session.rollback()
+            raise TwoFactorError("proof", "That code is not right, or it has been used already.")
+    elif not accounts_core().hasher.verify(user.password_hash, proof):
+        raise TwoFactorError("proof", "That is neither your password nor a current code.")
 
 
 def renew_recovery_codes(user: User, proof: str | None, *, actor, now: datetime | None = None) -> list[str]:
@@ -343,17 +364,10 @@ def renew_recovery_codes(user: User, proof: str | None, *, actor, now: datetime 
     now = now or utcnow()
     if not is_enabled(user):
         raise TwoFactorError("proof", "Two-factor sign-in is not on.")
-    proof = (proof or "")[:1024]
-    compact = _SEPARATORS.sub("", proof)
-    if _TOTP_CODE.fullmatch(compact):  # no password is six digits (passwords.MIN_LENGTH), so this is a code
-        if not verify_code(user, compact, now):
-            db.session.rollback()
-            raise TwoFactorError("proof", "That code is not right, or it has been used already.")
-    elif not accounts_core().hasher.verify(user.password_hash, proof):
-        raise TwoFactorError("proof", "That is neither your password nor a current code.")
+    prove_password_or_code(user, proof, now)
     codes = _issue_recovery_codes(user, now)
     audit.record("user.recovery_codes_renewed", actor, detail=f"user:{user.id} {user.email}")
-    _mail(user, "New recovery codes for your Keyfob account",
+    mail_owner(user, "New recovery codes for your Keyfob account",
           f"A new set of ten recovery codes was just made for {user.email}; the earlier codes no longer work.\n\n"
           f"If this was not you, change your password at once.")
     db.session.commit()
@@ -361,23 +375,25 @@ def renew_recovery_codes(user: User, proof: str | None, *, actor, now: datetime 
 
 
 def reset(user: User, *, actor) -> None:
-    """An admin's (or the CLI's) reset: the user's second factor and recovery codes are removed, so they sign in
-    with the password alone (and set a factor up again when the policy asks). Nobody resets their own this way:
+    """An admin's (or the CLI's) reset: the user's authenticator, recovery codes and passkeys are removed, so they
+    sign in with the password alone (and set a factor up again when the policy asks). Nobody resets their own this way:
     switching it off needs the factor. Audited ("user.two_factor_reset") and mailed. TwoFactorError. Commits."""
     if actor.user_id is not None and actor.user_id == user.id:
         raise TwoFactorError("user", "You cannot reset your own second factor here: switch it off from your "
                                      "account page (it needs a code), or ask another admin.")
-    if not is_enabled(user):
+    if not has_second_factor(user):
         raise TwoFactorError("user", f"{user.email} has no second factor to reset.")
     _clear(user)
+    db.session.execute(delete(Passkey).where(Passkey.user_id == user.id))
     audit.record("user.two_factor_reset", actor, detail=f"user:{user.id} {user.email}")
-    _mail(user, "Your Keyfob second factor was reset",
+    mail_owner(user, "Your Keyfob second factor was reset",
           f"An administrator reset the second factor of {user.email}: your password alone signs you in now, and "
-          f"your recovery codes no longer work. Set up an authenticator again from your account page.\n\n"
+          f"your recovery codes and passkeys no longer work. Set up an authenticator or a passkey again from your "
+          f"account page.\n\n"
           f"If you did not ask for this, tell your administrator.")
     db.session.commit()
 
 
-def _mail(user: User, subject: str, text: str) -> None:
+def mail_owner(user: User, subject: str, text: str) -> None:
     """Tell the owner (in the current transaction, when mail is on)."""
     outbox.queue(user.email, subject, text, reason=MAIL_REASON, settings_link=None)

@@ -9,6 +9,7 @@ from app.auth import (  # noqa: E402,F401  (routes attach themselves to bp)
     calendar,
     confirmation,
     notifications,
+    passkeys,
     password_reset,
     routes,
     two_factor,

@@ -153,3 +153,24 @@ class RecoveryCodesForm(Form):
                           validators=[InputRequired("Enter your password or a current code."),
                                       Length(max=MAX_LENGTH)],
                           render_kw={"autocomplete": "current-password"})
+
+
+class PasskeyForm(Form):
+    """Registering a passkey: its name, and the browser's answer (filled in by static/js/passkeys.js)."""
+    name = StringField("Name", validators=[InputRequired("Give the passkey a name, such as the device it is on."),
+                                           Length(max=64, message="Keep the name to 64 characters.")],
+                       description="So that you can tell your passkeys apart, such as “Work laptop”.",
+                       render_kw={"maxlength": 64, "autocomplete": "off"})
+    credential = HiddenField()
+
+
+class PasskeySignInForm(Form):
+    """The second step with a passkey: the browser's answer (filled in by static/js/passkeys.js)."""
+    credential = HiddenField()
+
+
+class RemovePasskeyForm(Form):
+    proof = PasswordField("Password or a current code",
+                          validators=[InputRequired("Enter your password or a current code."),
+                                      Length(max=MAX_LENGTH)],
+                          render_kw={"autocomplete": "current-password"})

@@ -2,8 +2,8 @@
 
 After a right password, a user with a second factor is not signed in: the session holds a pending sign-in (the user
 id, their session nonce, when it started and where they were going) for five minutes. Any second-step method (the
-authenticator code of app/auth/two_factor.py today, a passkey later) reads it with pending_user() and ends it with
-complete_sign_in(), the one place a session begins after the password.
+authenticator code of app/auth/two_factor.py, a passkey of app/auth/passkeys.py) reads it with pending_user() and ends
+it with complete_sign_in(), the one place a session begins after the password.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ LIFETIME = timedelta(minutes=5)
 
 def after_password(user: User, next_page: str | None):
     """What a right password leads to: the second step when the user has a factor, else the signed-in session."""
-    if not core.is_enabled(user):
+    if not core.has_second_factor(user):
         return complete_sign_in(user, next_page)
     # A fresh session here too: nothing from before carries over into the one the second step will begin.
     session.clear()
@@ -49,7 +49,7 @@ def pending_user() -> tuple[User | None, bool]:
         return None, True
     user = db.session.get(User, user_id)
     if user is None or not user.is_active or not hmac.compare_digest(user.session_nonce, nonce) \
-            or not core.is_enabled(user):
+            or not core.has_second_factor(user):
         return None, False
     return user, False
 

@@ -7,12 +7,13 @@ import segno
 from flask import flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
+from app.accounts import passkeys
 from app.accounts import two_factor as core
 from app.accounts.core import accounts_core
 from app.actors import signed_in_person
 from app.audit.service import Actor
 from app.auth import bp
-from app.auth.forms import DisableTwoFactorForm, EnrolForm, RecoveryCodesForm, SecondStepForm
+from app.auth.forms import DisableTwoFactorForm, EnrolForm, PasskeySignInForm, RecoveryCodesForm, SecondStepForm
 from app.auth.redirects import safe_next
 from app.auth.second_factor import complete_sign_in, end_pending, pending_user
 
@@ -47,6 +48,19 @@ def _me():
 
 # -- the second step of signing in -----------------------------------------------------------------------------------
 
+def second_step_page(user, *, form=None, passkey_form=None, status: int | None = None, headers: dict | None = None):
+    """The second step's page (templates/auth/two_factor.html): the code form when the authenticator is on, the
+    passkey button when the user has a passkey; either form with its errors."""
+    has_passkeys = passkeys.count(user) > 0
+    if status is None and any(f is not None and (f.errors or f.form_errors) for f in (form, passkey_form)):
+        status = 422
+    return _page("auth/two_factor.html", status or 200, headers=headers,
+                 form=form or SecondStepForm(formdata=None), codes=core.is_enabled(user),
+                 passkey_form=passkey_form or PasskeySignInForm(formdata=None),
+                 passkeys=has_passkeys and passkeys.available(),
+                 passkeys_off=passkeys.settings().unavailable if has_passkeys else None)
+
+
 @bp.route("/login/two-factor", methods=["GET", "POST"])
 def second_step():
     if current_user.is_authenticated:
@@ -63,7 +77,7 @@ def second_step():
         wait = throttle.retry_after(account, ip)
         if wait:
             form.form_errors.append(f"Too many wrong codes. Try again in {wait} s.")
-            return _page("auth/two_factor.html", 429, form=form, headers={"Retry-After": str(wait)})
+            return second_step_page(user, form=form, status=429, headers={"Retry-After": str(wait)})
         actor = Actor.user(user, ip, request.user_agent.string)
         try:
             kind = core.pass_second_step(user, form.code.data, actor=actor)
@@ -77,7 +91,7 @@ def second_step():
                 flash(f"You used a recovery code: {core.recovery_codes_left(user)} left. Make a new set on your "
                       "account page when you run low.", "info")
             return response
-    return _page("auth/two_factor.html", form=form)
+    return second_step_page(user, form=form)
 
 
 # -- setting it up ---------------------------------------------------------------------------------------------------
@@ -149,9 +163,12 @@ def two_factor_disable():
         except core.TwoFactorError as error:
             _show_error(form, error)
         else:
-            flash("Two-factor sign-in is off: your password alone signs you in now.", "success")
+            flash("The authenticator app is off: your passkeys still pass the second step."
+                  if core.has_second_factor(current_user)
+                  else "Two-factor sign-in is off: your password alone signs you in now.", "success")
             return redirect(url_for("auth.account"))
-    return _page("account/two_factor_disable.html", form=form, required=core.is_required(current_user))
+    return _page("account/two_factor_disable.html", form=form, required=core.is_required(current_user),
+                 passkeys=passkeys.count(current_user))
 
 
 @bp.route("/account/two-factor/recovery-codes", methods=["GET", "POST"])
@@ -177,4 +194,11 @@ def two_factor_state(user) -> dict:
     """What the account page's two-factor section shows (templates/account/_two_factor.html), read only there."""
     enabled = core.is_enabled(user)
     return {"enabled": enabled, "enabled_at": user.totp_enabled_at, "required": core.is_required(user),
-            "codes_left": core.recovery_codes_left(user) if enabled else 0}
+            "codes_left": core.recovery_codes_left(user) if enabled else 0,
+            "passkeys": passkeys.passkeys_of(user), "passkeys_off": passkeys.settings().unavailable}
+
+
+@bp.app_template_global()
+def has_second_factor(user) -> bool:
+    """Whether the user signs in with a second step (the admin's list of users shows it)."""
+    return core.has_second_factor(user)

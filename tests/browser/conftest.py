@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
@@ -87,23 +88,45 @@ def htmx_js() -> bytes:
 
 
 @pytest.fixture(scope="module")
+def live_host() -> str:
+    """The name the browser reaches the live app by: a module overrides it with "localhost" where the browser needs
+    a name rather than an IP address (WebAuthn refuses IP origins). Either way the server listens on 127.0.0.1."""
+    return "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def live_listener() -> Iterator[socket.socket]:
+    """The live server's listening socket, bound before the app is built, so its settings can name the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def live_base_url(live_listener: socket.socket, live_host: str) -> str:
+    return f"http://{live_host}:{live_listener.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
 def live_settings() -> dict:
     """Settings of the live app besides the test configuration: a module overrides this fixture to change them (to
-    send mail to its own SMTP server, for instance)."""
+    send mail to its own SMTP server, for instance; it may use live_base_url)."""
     return {}
 
 
 @pytest.fixture(scope="module")
-def live_app(tmp_path_factory, live_settings: dict) -> Iterator[tuple[Flask, str]]:
+def live_app(tmp_path_factory, live_settings: dict, live_listener: socket.socket,
+             live_base_url: str) -> Iterator[tuple[Flask, str]]:
     """The app on a fresh database, served on a free local port; yields the app (to set up data) and base URL."""
     factory = AppFactory(tmp_path_factory.mktemp("live"))
     # Not quiet: the pages show the usage the background flush writes.
     app = factory(**{"USAGE_FLUSH_SECONDS": "1", **live_settings})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    host, port = live_listener.getsockname()
+    server = make_server(host, port, app, threaded=True, fd=live_listener.fileno())
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
+        yield app, live_base_url
     finally:
         server.shutdown()
         server.server_close()

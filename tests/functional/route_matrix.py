@@ -24,7 +24,7 @@ from pathlib import Path
 from app import create_app
 from app.accounts import confirmation, signed_links
 from app.accounts import service as accounts
-from app.accounts.models import User
+from app.accounts.models import Passkey, User
 from app.assets import HTMX
 from app.audit.models import Alert
 from app.audit.service import Actor
@@ -54,6 +54,8 @@ FACES = {
     "auth.forgot_password": PUBLIC,
     "auth.reset_password": PUBLIC,  # for whoever holds a mailed link
     "auth.second_step": PUBLIC,  # it asks for the sign-in its password step began, and sends anyone else to /login
+    "auth.passkey_sign_in": PUBLIC,  # the same second step, with a passkey
+    "auth.passkey_sign_in_options": PUBLIC,  # its options: 401 JSON without a pending sign-in
     "api.openapi_document": PUBLIC,
     "auth.account": SIGNED_IN,
     "auth.reset_calendar_link": SIGNED_IN,
@@ -62,6 +64,9 @@ FACES = {
     "auth.two_factor_enrol": SIGNED_IN,
     "auth.two_factor_disable": SIGNED_IN,
     "auth.recovery_codes": SIGNED_IN,
+    "auth.passkey_options": SIGNED_IN,
+    "auth.passkey_new": SIGNED_IN,
+    "auth.passkey_remove": SIGNED_IN,
     "dashboard.index": SIGNED_IN,
     "dashboard.create": SIGNED_IN,
     "dashboard.detail": SIGNED_IN,
@@ -243,6 +248,7 @@ class World:
     verifier_credential: str = ""
     clients: dict = field(default_factory=dict)
     calendar_tokens: dict = field(default_factory=dict)  # each person's calendar link token, by "admin" and so on
+    passkeys: dict = field(default_factory=dict)  # each person's passkey id, by "admin" and so on
 
     def client(self, who: str):
         """A signed-in test client for "admin" or "attacker"; "anonymous" is a new client with a session (and so a
@@ -258,7 +264,7 @@ class World:
         key = {"victim": self.victim_key, "attacker": self.attacker_key, "admin": self.admin_key}[whose]
         calendar = {"token": self.calendar_tokens[whose]} if route.face == CALENDAR else {}
         return {"key_id": key, "alert_id": self.alert, "user_id": self.victim, "verifier_id": self.verifier,
-                **calendar}
+                "passkey_id": self.passkeys[whose], **calendar}
 
     def headers_for(self, route: Route, who: str) -> dict:
         """An API key's Authorization for the API; for the verification routes the service's credential (forward
@@ -311,6 +317,15 @@ def build_world(folder) -> World:
                   attacker_child, victim_key, victim_token, alert_id, verifier.id, credential,
                   calendar_tokens=calendar_tokens)
     world.clients = {"admin": signed_in(app, "ada@example.com"), "attacker": signed_in(app, "mallory@example.com")}
+    # A passkey each, added once they are signed in (from then on their sign-in has a second step): only the rows the
+    # passkey routes name, so no ceremony is needed.
+    with app.app_context():
+        for who, user_id in (("admin", admin), ("attacker", attacker), ("victim", victim)):
+            passkey = Passkey(user_id=user_id, credential_id=f"credential-of-{who}", public_key=b"\xa0", name=who)
+            db.session.add(passkey)
+            db.session.flush()
+            world.passkeys[who] = passkey.id
+        db.session.commit()
     return world
 
 

@@ -157,11 +157,17 @@ SHOWS_A_KEY = {"dashboard.create", "dashboard.rotate", "admin.verifiers", "admin
 # set-up form, posted without an authenticator's code, answers with its error.
 SENDS_YOU_ON = {"auth.index", "auth.second_step", "auth.two_factor_disable", "auth.recovery_codes"}
 ASKS_FOR_A_CODE = {"auth.two_factor_enrol"}
+# Posts that answer without a redirect to the crawl's form: the passkey ceremonies' options (409: passkeys are off
+# without PUBLIC_BASE_URL, and no sign-in waits), a passkey with no browser's answer, and a removal without the proof.
+NO_REDIRECT = {"auth.passkey_options": 409, "auth.passkey_sign_in_options": 409, "auth.passkey_new": 422,
+               "auth.passkey_remove": 422}
 
 
 def crawl_status(route) -> int:
     if route.unsafe and route.endpoint in ASKS_FOR_A_CODE:
         return 422
+    if route.unsafe and route.endpoint in NO_REDIRECT:
+        return NO_REDIRECT[route.endpoint]
     return 302 if (route.unsafe and route.endpoint not in SHOWS_A_KEY) or route.endpoint in SENDS_YOU_ON else 200
 
 
@@ -184,7 +190,8 @@ def test_no_route_sends_you_away_whatever_next_says(tmp_path):
                 if "verifier_id" in route.ids:  # the same for a verifier credential
                     with world.app.app_context():
                         verifier_id = verifiers.create(f"{route.endpoint}-{number}", actor=Actor.cli())[0].id
-                path = route.path(key_id=key_id, alert_id=world.alert, user_id=world.victim, verifier_id=verifier_id)
+                path = route.path(key_id=key_id, alert_id=world.alert, user_id=world.victim, verifier_id=verifier_id,
+                                  passkey_id=world.passkeys.get(who))
                 if route.unsafe:
                     fields = {**FORM, "csrf_token": csrf_token(client), "next": target,
                               "email": "mallory@example.com" if route.endpoint == "auth.login"

@@ -168,7 +168,8 @@ def test_no_body_shape_gets_a_5xx_on_any_route(world, target, methods, caplog):
     # The requests aim at a key of the admin's, so the signed-in admin and the admin's key reach the views (not a
     # 404); a new one for each rule, in case a shape changed the last.
     key_id, _ = new_key(world.app, world.admin, name="fuzz target", scopes=("read:data",), days=30)
-    ids = {"key_id": key_id, "alert_id": world.alert, "user_id": world.victim, "verifier_id": world.verifier}
+    ids = {"key_id": key_id, "alert_id": world.alert, "user_id": world.victim, "verifier_id": world.verifier,
+           "passkey_id": world.passkeys["admin"]}
     path = target if isinstance(target, str) else target.path(**ids)
     caplog.set_level(logging.ERROR)
     for who, (client, headers) in _identities(world).items():

@@ -294,7 +294,8 @@ PARAMETERS = ["q", "status", "page", "cursor", "limit", "days", "within_days", "
 def test_any_query_on_every_page_and_api_list(world, route):
     who = "attacker" if route.face in (SIGNED_IN, API_KEY, PUBLIC) else "admin"
     client = world.client(who)
-    path = route.path(key_id=world.attacker_key, alert_id=world.alert, user_id=world.victim)
+    path = route.path(key_id=world.attacker_key, alert_id=world.alert, user_id=world.victim,
+                      passkey_id=world.passkeys["attacker"])
 
     # No snapshot here: test_abuse_matrix.py already proves no GET writes, and this runs many requests.
     @settings(FUZZ, max_examples=10)

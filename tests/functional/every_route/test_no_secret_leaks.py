@@ -124,7 +124,7 @@ def test_no_key_made_or_used_any_way_is_kept_anywhere(tmp_path, recording, caplo
                 continue
             headers = bearer(world.admin_token) if route.endpoint.startswith("api.") else {}
             ids = {"key_id": world.victim_key if route.endpoint.startswith("admin.") else world.admin_key,
-                   "alert_id": world.alert, "user_id": world.victim}
+                   "alert_id": world.alert, "user_id": world.victim, "passkey_id": world.passkeys["admin"]}
             page = admin.get(route.path(**ids), headers=headers).get_data(as_text=True)
             # Only keys made here: the OpenAPI document shows a well-formed example key, on purpose.
             assert [key for key in secret_leaks.find_keys(page) if key in recording] == [], str(route)
