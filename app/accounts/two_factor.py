@@ -339,9 +339,15 @@ def disable(user: User, password: str | None, typed: str | None, *, actor, now: 
     _checked(user, typed, now, actor)
     _clear(user)
     audit.record("user.two_factor_disabled", actor, detail=f"user:{user.id} {user.email}")
-    mail_owner(user, "Two-factor sign-in is off for your Keyfob account",
-          f"Two-factor sign-in was just switched off for {user.email}: your password alone signs you in now.\n\n"
-          f"If this was not you, change your password and switch it on again from your account page.")
+    if has_second_factor(user):  # passkeys stay: sign-in still has its second step
+        mail_owner(user, "Authenticator codes are off for your Keyfob account",
+                   f"Authenticator-app codes were just switched off for {user.email}; your passkeys still guard "
+                   f"sign-in.\n\nIf this was not you, change your password and check your account page.")
+    else:
+        mail_owner(user, "Two-factor sign-in is off for your Keyfob account",
+                   f"Two-factor sign-in was just switched off for {user.email}: your password alone signs you in "
+                   f"now.\n\nIf this was not you, change your password and switch it on again from your account "
+                   f"page.")
     db.session.commit()
 
 
