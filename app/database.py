@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from flask import Flask
 from sqlalchemy import DateTime, Engine, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.types import TypeDecorator
@@ -46,6 +47,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def upsert_insert(dialect) -> Callable:
+    """The insert() of this dialect that has ON CONFLICT: PostgreSQL's or SQLite's, the two databases Keyfob runs
+    on."""
+    return postgresql.insert if dialect.name == "postgresql" else sqlite.insert
 
 
 def engine_options(database_url: str) -> dict:

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.accounts.models import User
 from app.audit.service import Actor
+from app.database import upsert_insert
 from app.extensions import db
 from app.keys.models import ApiKey, KeyNetwork, Verifier
 from app.keys.reminders import SETTINGS_LINK
@@ -137,7 +136,7 @@ def record_networks(sightings: Mapping[int, Mapping[str, Sighting]], now: dateti
     rows = [{"key_id": key_id, "network": network, "first_seen_at": seen.at}
             for key_id, networks in sorted(sightings.items()) if key_id in existing
             for network, seen in sorted(networks.items())]
-    insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(db.engine.dialect)
     new: dict[int, list[str]] = {}
     for start in range(0, len(rows), _INSERT_CHUNK):
         statement = insert(KeyNetwork).values(rows[start:start + _INSERT_CHUNK]).on_conflict_do_nothing()

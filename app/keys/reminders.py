@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, exists, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.accounts.models import User
+from app.database import upsert_insert
 from app.extensions import db
 from app.keys.models import ApiKey, KeyReminder
 from app.mail import outbox
@@ -75,7 +74,7 @@ def due_reminders(now: datetime) -> list[DueReminder]:
 
 def _record(reminder: DueReminder, now: datetime) -> bool:
     """Insert the reminder's row; False when another run already has (the unique constraint), without an error."""
-    insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(db.engine.dialect)
     statement = insert(KeyReminder).values(key_id=reminder.key_id, threshold=reminder.threshold,
                                            expires_at=reminder.expires_at, sent_at=now).on_conflict_do_nothing()
     return db.session.execute(statement.returning(KeyReminder.id)).scalar() is not None

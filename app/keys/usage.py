@@ -22,12 +22,11 @@ from datetime import date, datetime, timedelta
 
 import limits
 from sqlalchemy import String, case, delete, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.alerts import raise_alerts
 from app.audit.models import AuditEvent
-from app.database import UTCDateTime, is_outage, utcnow
+from app.database import UTCDateTime, is_outage, upsert_insert, utcnow
 from app.keys import owner_alerts
 from app.keys.models import (
     RECENT_REQUESTS_KEPT,
@@ -307,8 +306,7 @@ class UsageBuffer:
             rows = [{"key_id": key_id, "day": day, "requests": counts[0], "failures": counts[1]}
                     for (key_id, day), counts in sorted(pending.daily.items()) if key_id in existing]
             if rows:
-                insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-                statement = insert(DailyKeyUsage)
+                statement = upsert_insert(connection.dialect)(DailyKeyUsage)
                 connection.execute(statement.on_conflict_do_update(
                     index_elements=["key_id", "day"],
                     set_={"requests": DailyKeyUsage.requests + statement.excluded.requests,
@@ -339,8 +337,7 @@ class UsageBuffer:
                 for (key_id, verifier_id), checks in sorted(pending.by_verifier.items())
                 if key_id in existing_keys and verifier_id in known]
         if rows:
-            insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-            statement = insert(KeyVerifierUsage)
+            statement = upsert_insert(connection.dialect)(KeyVerifierUsage)
             excluded = statement.excluded
             connection.execute(statement.on_conflict_do_update(
                 index_elements=["key_id", "verifier_id"],
