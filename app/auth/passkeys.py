@@ -17,12 +17,11 @@ from flask_login import current_user, login_required
 
 from app.accounts import passkeys as core
 from app.accounts import two_factor
-from app.accounts.core import accounts_core
 from app.actors import signed_in_person
 from app.audit.service import Actor
 from app.auth import bp
 from app.auth.forms import PasskeyForm, PasskeySignInForm, RemovePasskeyForm
-from app.auth.second_factor import complete_sign_in, pending_user
+from app.auth.second_factor import StepAttempt, complete_sign_in, pending_user, waiting_sign_in
 from app.auth.two_factor import _me, _page, second_step_page
 from app.database import utcnow
 
@@ -124,29 +123,25 @@ def passkey_sign_in_options():
 
 @bp.post("/login/two-factor/passkey")
 def passkey_sign_in():
-    if current_user.is_authenticated:
-        return redirect(url_for("auth.index"))
-    user, expired = pending_user()
+    user, elsewhere = waiting_sign_in()
     if user is None:
-        flash("Signing in took more than five minutes: log in again." if expired else "Log in first.", "info")
-        return redirect(url_for("auth.login"))
+        return elsewhere
     form = PasskeySignInForm()
     if form.validate_on_submit():
-        throttle = accounts_core().second_step_throttle
-        account, ip = str(user.id), request.remote_addr or "unknown"
-        wait = throttle.retry_after(account, ip)
+        attempt = StepAttempt.of(user)
+        wait = attempt.wait()
         if wait:
             form.form_errors.append(f"Too many failed attempts. Try again in {wait} s.")
             return second_step_page(user, passkey_form=form, status=429, headers={"Retry-After": str(wait)})
         challenge, issued = _take_challenge(ASSERTION)
         try:
             core.pass_second_step(user, form.credential.data, challenge, issued,
-                                  actor=Actor.user(user, ip, request.user_agent.string))
+                                  actor=Actor.user(user, attempt.ip, request.user_agent.string))
         except core.PasskeyError as error:
-            throttle.record_failure(account, ip)
+            attempt.failed()
             form.form_errors.append(error.message)
         else:
-            throttle.record_success(account)
+            attempt.passed()
             return complete_sign_in(user)
     form.credential.data = ""  # an answer is good once: the page shown again asks for a new one
     return second_step_page(user, passkey_form=form)

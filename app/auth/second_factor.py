@@ -9,6 +9,7 @@ it with complete_sign_in(), the one place a session begins after the password.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import flash, redirect, request, session, url_for
@@ -16,6 +17,7 @@ from flask_login import current_user, login_user
 
 from app.accounts import service
 from app.accounts import two_factor as core
+from app.accounts.core import accounts_core
 from app.accounts.models import User
 from app.auth.redirects import safe_next
 from app.database import utcnow
@@ -56,6 +58,42 @@ def pending_user() -> tuple[User | None, bool]:
 
 def end_pending() -> None:
     session.pop(PENDING, None)
+
+
+def waiting_sign_in():
+    """(user, None) for the user whose sign-in waits for its second step; else (None, where to send them): home
+    when signed in already, the login page (saying why) when no sign-in waits or it took too long."""
+    if current_user.is_authenticated:
+        return None, redirect(url_for("auth.index"))
+    user, expired = pending_user()
+    if user is None:
+        end_pending()
+        flash("Signing in took more than five minutes: log in again." if expired else "Log in first.", "info")
+        return None, redirect(url_for("auth.login"))
+    return user, None
+
+
+@dataclass(frozen=True)
+class StepAttempt:
+    """One try at the second step, whatever the method (a code, a passkey): all count in one throttle, per account
+    and per IP, apart from the password's."""
+
+    account: str
+    ip: str
+
+    @classmethod
+    def of(cls, user: User) -> StepAttempt:
+        return cls(str(user.id), request.remote_addr or "unknown")
+
+    def wait(self) -> int:
+        """Seconds until another try is allowed; 0 now."""
+        return accounts_core().second_step_throttle.retry_after(self.account, self.ip)
+
+    def failed(self) -> None:
+        accounts_core().second_step_throttle.record_failure(self.account, self.ip)
+
+    def passed(self) -> None:
+        accounts_core().second_step_throttle.record_success(self.account)
 
 
 def begin_session(user: User) -> None:

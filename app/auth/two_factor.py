@@ -9,13 +9,12 @@ from flask_login import current_user, login_required
 
 from app.accounts import passkeys
 from app.accounts import two_factor as core
-from app.accounts.core import accounts_core
 from app.actors import signed_in_person
 from app.audit.service import Actor
 from app.auth import bp
 from app.auth.forms import DisableTwoFactorForm, EnrolForm, PasskeySignInForm, RecoveryCodesForm, SecondStepForm
 from app.auth.redirects import safe_next
-from app.auth.second_factor import complete_sign_in, end_pending, pending_user
+from app.auth.second_factor import StepAttempt, complete_sign_in, waiting_sign_in
 
 # The secret being set up, sealed like a stored one (the session is a signed cookie, readable by its holder), until
 # a code confirms it: nothing is written to the database before that.
@@ -63,29 +62,24 @@ def second_step_page(user, *, form=None, passkey_form=None, status: int | None =
 
 @bp.route("/login/two-factor", methods=["GET", "POST"])
 def second_step():
-    if current_user.is_authenticated:
-        return redirect(url_for("auth.index"))
-    user, expired = pending_user()
+    user, elsewhere = waiting_sign_in()
     if user is None:
-        end_pending()
-        flash("Signing in took more than five minutes: log in again." if expired else "Log in first.", "info")
-        return redirect(url_for("auth.login"))
+        return elsewhere
     form = SecondStepForm()
     if form.validate_on_submit():
-        throttle = accounts_core().second_step_throttle
-        account, ip = str(user.id), request.remote_addr or "unknown"
-        wait = throttle.retry_after(account, ip)
+        attempt = StepAttempt.of(user)
+        wait = attempt.wait()
         if wait:
             form.form_errors.append(f"Too many wrong codes. Try again in {wait} s.")
             return second_step_page(user, form=form, status=429, headers={"Retry-After": str(wait)})
-        actor = Actor.user(user, ip, request.user_agent.string)
+        actor = Actor.user(user, attempt.ip, request.user_agent.string)
         try:
             kind = core.pass_second_step(user, form.code.data, actor=actor)
         except core.TwoFactorError as error:
-            throttle.record_failure(account, ip)
+            attempt.failed()
             _show_error(form, error)
         else:
-            throttle.record_success(account)
+            attempt.passed()
             response = complete_sign_in(user)
             if kind == "recovery":  # after the session began: beginning it clears the session, flashes and all
                 flash(f"You used a recovery code: {core.recovery_codes_left(user)} left. Make a new set on your "
