@@ -3,7 +3,6 @@ revoked or disabled or whose owner is inactive, over again after a renewal, once
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from app.keys.models import ApiKey
 from app.keys.reminders import send_due_reminders
 from tests.functional.keyhelpers import act_on_key, add_user, count, load_key, new_key
 from tests.functional.mail.conftest import mail_settings
-from tests.functional.mail.mail_helpers import delivered, text_of
+from tests.functional.mail.mail_helpers import all_at_once, delivered, text_of
 
 DAY = timedelta(days=1)
 
@@ -113,23 +112,8 @@ def test_runs_at_once_queue_each_reminder_once(apps, smtp, runs):
     user_id = add_user(instances[0])
     for number in range(15):
         new_key(instances[0], user_id, name=f"key {number}", days=5, now=start)
-    barrier = threading.Barrier(runs)
-    queued, errors = [], []
+    queued = all_at_once(lambda app: remind(app, start), instances)
 
-    def run(app):
-        barrier.wait()
-        try:
-            queued.append(remind(app, start))
-        except Exception as error:  # reported below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(app,)) for app in instances]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert errors == []
     assert sum(queued) == 15
     subjects = sorted(m["Subject"] for m in delivered(instances[0], smtp))
     assert subjects == sorted(f"Your API key key {number} expires in 7 days" for number in range(15))

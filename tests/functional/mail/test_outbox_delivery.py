@@ -3,7 +3,6 @@ the server is down, sent once by two senders at once, and no header injected by 
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from app.mail.core import MailCore
 from app.mail.models import OutboxMessage
 from app.mail.outbox import queue
 from tests.functional.mail.conftest import mail_settings
+from tests.functional.mail.mail_helpers import all_at_once
 
 
 def _queue_one(app, **overrides):
@@ -85,23 +85,8 @@ def test_senders_at_once_deliver_each_message_exactly_once(apps, smtp, senders):
     instances = [apps("shared", **settings) for _ in range(senders)]  # processes on one database
     for number in range(45):
         _queue_one(instances[0], subject=f"message {number}")
-    start = threading.Barrier(senders)
-    errors = []
+    all_at_once(lambda app: MailCore.of(app).sender.send_due(), instances)
 
-    def send(app):
-        start.wait()
-        try:
-            MailCore.of(app).sender.send_due()
-        except Exception as error:  # reported below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=send, args=(app,)) for app in instances]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert errors == []
     subjects = sorted(message["Subject"] for message in smtp.recorder.messages())
     assert subjects == sorted(f"message {number}" for number in range(45))
     assert all(row.sent_at is not None for row in _outbox(instances[0]))
